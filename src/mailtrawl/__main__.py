@@ -1,0 +1,3 @@
+from mailtrawl.cli.main import app
+
+app(prog_name="mailtrawl")

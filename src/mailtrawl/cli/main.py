@@ -1,0 +1,35 @@
+"""The `mailtrawl` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from mailtrawl import __version__
+from mailtrawl.cli.emulator import emulator_app
+
+app = typer.Typer(
+    name="mailtrawl",
+    help="Self-hosted email incident response for Microsoft 365 and more.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(emulator_app, name="emulator")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mailtrawl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Find, remediate and watch malicious email across every mailbox."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
