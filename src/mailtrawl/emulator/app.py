@@ -41,7 +41,9 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+) -> None:
     raw_headers = [(b"content-length", str(len(body)).encode())]
     if content_type:
         raw_headers.append((b"content-type", content_type.encode()))
@@ -72,7 +74,12 @@ def create_app(state: EmulatorState) -> Callable[[Scope, Receive, Send], Awaitab
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         body = await _read_body(receive)
         if body is None:
-            await _respond(send, 413, b'{"error":{"code":"RequestEntityTooLarge","message":"Request too large."}}', "application/json")
+            await _respond(
+                send,
+                413,
+                b'{"error":{"code":"RequestEntityTooLarge","message":"Request too large."}}',
+                "application/json",
+            )
             return
         host = headers.get("host") or f"{scope['server'][0]}:{scope['server'][1]}"
         base_url = f"{scope['scheme']}://{host}"
@@ -85,7 +92,9 @@ def create_app(state: EmulatorState) -> Callable[[Scope, Receive, Send], Awaitab
             await _graph(scope, send, method, path, query_string, headers, body, base_url)
         elif low.startswith("/_emulator/"):
             if not control.authorized(state, headers.get("authorization")):
-                await _respond(send, 401, _json({"error": "control token required"}), "application/json")
+                await _respond(
+                    send, 401, _json({"error": "control token required"}), "application/json"
+                )
                 return
             try:
                 status, payload = control.handle(state, method, path, query_string, headers, body)
@@ -96,18 +105,35 @@ def create_app(state: EmulatorState) -> Callable[[Scope, Receive, Send], Awaitab
             await _identity(send, method, path, headers, body, base_url)
 
     async def _graph(
-        scope: Scope, send: Send, method: str, path: str, query_string: str,
-        headers: dict[str, str], body: bytes, base_url: str,
+        scope: Scope,
+        send: Send,
+        method: str,
+        path: str,
+        query_string: str,
+        headers: dict[str, str],
+        body: bytes,
+        base_url: str,
     ) -> None:
         request = GraphRequest(
-            method=method, path=path, query={}, headers=headers, body=body, base_url=base_url,
+            method=method,
+            path=path,
+            query={},
+            headers=headers,
+            body=body,
+            base_url=base_url,
             client_request_id=headers.get("client-request-id", ""),
         )
         try:
             request.query = parse_query(query_string)
             response = await dispatch(request, state)
         except GraphError as err:
-            await _respond(send, err.status, _json(err.body(request.request_id, request.client_request_id)), "application/json", err.headers)
+            await _respond(
+                send,
+                err.status,
+                _json(err.body(request.request_id, request.client_request_id)),
+                "application/json",
+                err.headers,
+            )
             return
         except ConnectionReset:
             reset = scope.get("extensions", {}).get("mailtrawl.reset")
@@ -116,30 +142,68 @@ def create_app(state: EmulatorState) -> Callable[[Scope, Receive, Send], Awaitab
                 return
             await _respond(send, 503, b"", "", {"Connection": "close"})
             return
-        await _respond(send, response.status, response.encode(), response.content_type if response.status != 204 else "", response.headers)
+        await _respond(
+            send,
+            response.status,
+            response.encode(),
+            response.content_type if response.status != 204 else "",
+            response.headers,
+        )
 
-    async def _identity(send: Send, method: str, path: str, headers: dict[str, str], body: bytes, base_url: str) -> None:
+    async def _identity(
+        send: Send, method: str, path: str, headers: dict[str, str], body: bytes, base_url: str
+    ) -> None:
         parts = [unquote(p) for p in path.split("/") if p]
         try:
-            if method == "GET" and parts[-3:] == ["v2.0", ".well-known", "openid-configuration"] and len(parts) == 4:
+            if (
+                method == "GET"
+                and parts[-3:] == ["v2.0", ".well-known", "openid-configuration"]
+                and len(parts) == 4
+            ):
                 if parts[0].lower() in ("common", "organizations"):
                     payload = identity.openid_configuration(state, base_url, state.tenant.id)
-                    payload = {k: (v.replace(state.tenant.id, parts[0]) if isinstance(v, str) else v) for k, v in payload.items()}
+                    payload = {
+                        k: (v.replace(state.tenant.id, parts[0]) if isinstance(v, str) else v)
+                        for k, v in payload.items()
+                    }
                 else:
                     payload = identity.openid_configuration(state, base_url, parts[0])
                 await _respond(send, 200, _json(payload), "application/json; charset=utf-8")
             elif method == "GET" and parts == ["common", "discovery", "instance"]:
-                await _respond(send, 200, _json(identity.instance_discovery(base_url)), "application/json; charset=utf-8")
+                await _respond(
+                    send,
+                    200,
+                    _json(identity.instance_discovery(base_url)),
+                    "application/json; charset=utf-8",
+                )
             elif method == "GET" and len(parts) == 4 and parts[1:] == ["discovery", "v2.0", "keys"]:
                 identity.resolve_tenant(state, parts[0])
-                await _respond(send, 200, _json(identity.jwks(state)), "application/json; charset=utf-8")
+                await _respond(
+                    send, 200, _json(identity.jwks(state)), "application/json; charset=utf-8"
+                )
             elif len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
                 if method != "POST":
-                    raise AadError(400, "invalid_request", 900561, "The endpoint only accepts POST, OPTIONS requests. Received a GET request.")
+                    raise AadError(
+                        400,
+                        "invalid_request",
+                        900561,
+                        "The endpoint only accepts POST, OPTIONS requests. Received a GET request.",
+                    )
                 token = identity.issue_token(state, parts[0], body, headers.get("authorization"))
-                await _respond(send, 200, _json(token), "application/json; charset=utf-8", {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+                await _respond(
+                    send,
+                    200,
+                    _json(token),
+                    "application/json; charset=utf-8",
+                    {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
+                )
             else:
-                await _respond(send, 404, _json({"error": "not_found", "error_description": f"No endpoint {path}"}), "application/json")
+                await _respond(
+                    send,
+                    404,
+                    _json({"error": "not_found", "error_description": f"No endpoint {path}"}),
+                    "application/json",
+                )
         except AadError as err:
             await _respond(send, err.status, _json(err.body()), "application/json; charset=utf-8")
 

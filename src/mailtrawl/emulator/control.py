@@ -81,7 +81,9 @@ def _app(state: EmulatorState, ref: str) -> App:
 def _group(state: EmulatorState, ref: str) -> Group:
     group = state.tenant.groups.get(ref)
     if group is None:
-        group = next((g for g in state.tenant.groups.values() if g.display_name.lower() == ref.lower()), None)
+        group = next(
+            (g for g in state.tenant.groups.values() if g.display_name.lower() == ref.lower()), None
+        )
     if group is None:
         raise ControlError(404, f"no group '{ref}'")
     return group
@@ -111,7 +113,12 @@ def message_summary(box: Mailbox, msg: Message) -> dict[str, Any]:
         "importance": msg.importance,
         "hasAttachments": msg.has_attachments,
         "attachments": [
-            {"name": a.name, "kind": a.kind, "size": a.size, "sha256": hashlib.sha256(a.content).hexdigest()}
+            {
+                "name": a.name,
+                "kind": a.kind,
+                "size": a.size,
+                "sha256": hashlib.sha256(a.content).hexdigest(),
+            }
             for a in msg.attachments
         ],
     }
@@ -138,12 +145,17 @@ def snapshot(state: EmulatorState, user: User) -> dict[str, Any]:
             for f in box.folders.values()
         ],
         "purged": [message_summary(box, m) for m in box.purged],
-        "masterCategories": [{"id": c.id, "displayName": c.display_name, "color": c.color} for c in box.master_categories],
+        "masterCategories": [
+            {"id": c.id, "displayName": c.display_name, "color": c.color}
+            for c in box.master_categories
+        ],
         "messageRules": list(box.message_rules),
     }
 
 
-def deliver(state: EmulatorState, raw: bytes, recipients: list[str], folder: str, received: datetime | None) -> dict[str, Any]:
+def deliver(
+    state: EmulatorState, raw: bytes, recipients: list[str], folder: str, received: datetime | None
+) -> dict[str, Any]:
     if not raw:
         raise ControlError(400, "no message to deliver")
     if len(raw) > MAX_DELIVERY_BYTES:
@@ -160,7 +172,9 @@ def deliver(state: EmulatorState, raw: bytes, recipients: list[str], folder: str
         target = box.folder(folder)
         if target is None:
             raise ControlError(404, f"no folder '{folder}' in {user.user_principal_name}")
-        msg = message_from_rfc822(raw, box=box, folder_id=target.id, received=received or state.now())
+        msg = message_from_rfc822(
+            raw, box=box, folder_id=target.id, received=received or state.now()
+        )
         box.add_message(msg)
         delivered.append(
             {
@@ -183,7 +197,12 @@ def _new_secret(app: App, value: str | None, expires: datetime, name: str) -> Se
 
 
 def _secret_json(secret: Secret, reveal: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": secret.id, "hint": secret.hint, "expires": iso(secret.expires), "displayName": secret.display_name}
+    out: dict[str, Any] = {
+        "id": secret.id,
+        "hint": secret.hint,
+        "expires": iso(secret.expires),
+        "displayName": secret.display_name,
+    }
     if reveal:
         out["value"] = secret.value
     return out
@@ -191,7 +210,6 @@ def _secret_json(secret: Secret, reveal: bool = False) -> dict[str, Any]:
 
 def certificate_from_pem(pem: str, cert_id: str | None = None) -> Certificate:
     cert = x509.load_pem_x509_certificate(pem.encode())
-    der = cert.public_bytes(serialization.Encoding.DER)
 
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).decode().rstrip("=")
@@ -211,7 +229,10 @@ def app_json(app: App) -> dict[str, Any]:
         "displayName": app.display_name,
         "permissions": dict(app.permissions),
         "secrets": [_secret_json(s) for s in app.secrets],
-        "certificates": [{"id": c.id, "thumbprintSha1": c.thumbprint_sha1, "expires": iso(c.expires)} for c in app.certificates],
+        "certificates": [
+            {"id": c.id, "thumbprintSha1": c.thumbprint_sha1, "expires": iso(c.expires)}
+            for c in app.certificates
+        ],
     }
 
 
@@ -228,7 +249,9 @@ def user_json(user: User) -> dict[str, Any]:
     }
 
 
-def handle(state: EmulatorState, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+def handle(
+    state: EmulatorState, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+) -> tuple[int, Any]:
     """Serve one control request; answers (status, JSON body)."""
     parts = [p for p in path.split("/") if p][1:]  # drop "_emulator"
     route = "/".join(parts)
@@ -282,8 +305,18 @@ def handle(state: EmulatorState, method: str, path: str, query: str, headers: di
             raw = base64.b64decode(payload.get("mime", ""), validate=True)
         except (binascii.Error, AttributeError) as exc:
             raise ControlError(400, "mime must be base64") from exc
-        received = _when(payload["receivedDateTime"], "receivedDateTime") if payload.get("receivedDateTime") else None
-        return 200, deliver(state, raw, list(payload.get("recipients") or []), str(payload.get("folder") or "inbox"), received)
+        received = (
+            _when(payload["receivedDateTime"], "receivedDateTime")
+            if payload.get("receivedDateTime")
+            else None
+        )
+        return 200, deliver(
+            state,
+            raw,
+            list(payload.get("recipients") or []),
+            str(payload.get("folder") or "inbox"),
+            received,
+        )
     if method == "GET" and len(parts) == 2 and parts[0] == "mailboxes":
         return 200, snapshot(state, _user(state, parts[1]))
     if method == "POST" and route == "delta/expire":
@@ -323,7 +356,13 @@ def handle(state: EmulatorState, method: str, path: str, query: str, headers: di
             mode = item.get("mode", "RestrictAccess")
             if mode not in ("RestrictAccess", "DenyAccess"):
                 raise ControlError(400, "mode must be RestrictAccess or DenyAccess")
-            policies.append(AccessPolicy(_app(state, str(item.get("appId"))).client_id, _group(state, str(item.get("group"))).id, mode))
+            policies.append(
+                AccessPolicy(
+                    _app(state, str(item.get("appId"))).client_id,
+                    _group(state, str(item.get("group"))).id,
+                    mode,
+                )
+            )
         tenant.access_policies = policies
         return 200, {"policies": len(policies)}
     raise ControlError(404, f"no control endpoint {method} /_emulator/{route}")
@@ -340,12 +379,20 @@ def _apps(state: EmulatorState, method: str, parts: list[str], payload: Any) -> 
         perms = payload.get("permissions") or {}
         if not isinstance(perms, dict):
             raise ControlError(400, "permissions must map names to consent (true/false)")
-        app = App(client_id, str(payload.get("displayName") or "app"), permissions={str(k): bool(v) for k, v in perms.items()},
-                  object_id=deterministic_uuid(client_id, "sp"))
+        app = App(
+            client_id,
+            str(payload.get("displayName") or "app"),
+            permissions={str(k): bool(v) for k, v in perms.items()},
+            object_id=deterministic_uuid(client_id, "sp"),
+        )
         tenant.apps[client_id] = app
         out = app_json(app)
         if payload.get("secret", True):
-            expires = _when(payload["secretExpires"], "secretExpires") if payload.get("secretExpires") else state.now() + timedelta(days=180)
+            expires = (
+                _when(payload["secretExpires"], "secretExpires")
+                if payload.get("secretExpires")
+                else state.now() + timedelta(days=180)
+            )
             secret = _new_secret(app, payload.get("secretValue"), expires, "control")
             out["secret"] = _secret_json(secret, reveal=True)
         for pem in payload.get("certificates") or []:
@@ -357,13 +404,21 @@ def _apps(state: EmulatorState, method: str, parts: list[str], payload: Any) -> 
     if not rest and method == "GET":
         return 200, app_json(app)
     if rest == ["secrets"] and method == "POST":
-        expires = _when(payload["expires"], "expires") if payload.get("expires") else state.now() + timedelta(days=180)
-        secret = _new_secret(app, payload.get("value"), expires, str(payload.get("displayName") or ""))
+        expires = (
+            _when(payload["expires"], "expires")
+            if payload.get("expires")
+            else state.now() + timedelta(days=180)
+        )
+        secret = _new_secret(
+            app, payload.get("value"), expires, str(payload.get("displayName") or "")
+        )
         return 201, _secret_json(secret, reveal=True)
     if rest == ["secrets", "rotate"] and method == "POST":
         for old in app.secrets:
             old.expires = min(old.expires, state.now() - timedelta(seconds=1))
-        secret = _new_secret(app, payload.get("value"), state.now() + timedelta(days=180), "rotated")
+        secret = _new_secret(
+            app, payload.get("value"), state.now() + timedelta(days=180), "rotated"
+        )
         return 201, _secret_json(secret, reveal=True)
     if len(rest) == 3 and rest[0] == "secrets" and rest[2] == "expire" and method == "POST":
         secret = next((s for s in app.secrets if s.id == rest[1]), None)
@@ -417,8 +472,13 @@ def _users(state: EmulatorState, method: str, parts: list[str], payload: Any) ->
         if method == "GET":
             return 200, user_json(user)
         if method == "PATCH":
-            for key, attr in (("displayName", "display_name"), ("department", "department"), ("jobTitle", "job_title"),
-                              ("accountEnabled", "account_enabled"), ("hasMailbox", "has_mailbox")):
+            for key, attr in (
+                ("displayName", "display_name"),
+                ("department", "department"),
+                ("jobTitle", "job_title"),
+                ("accountEnabled", "account_enabled"),
+                ("hasMailbox", "has_mailbox"),
+            ):
                 if key in payload:
                     setattr(user, attr, payload[key])
             return 200, user_json(user)
@@ -443,8 +503,12 @@ def _groups(state: EmulatorState, method: str, parts: list[str], payload: Any) -
         name = payload.get("displayName")
         if not isinstance(name, str) or not name:
             raise ControlError(400, "displayName is required")
-        group = Group(str(payload.get("id") or uuid.uuid4()), name, mail=payload.get("mail"),
-                      member_ids=[member_id(str(m)) for m in payload.get("members") or []])
+        group = Group(
+            str(payload.get("id") or uuid.uuid4()),
+            name,
+            mail=payload.get("mail"),
+            member_ids=[member_id(str(m)) for m in payload.get("members") or []],
+        )
         tenant.groups[group.id] = group
         return 201, {"id": group.id, "displayName": group.display_name, "members": group.member_ids}
     if len(parts) == 2 and parts[1] == "members" and method == "POST":

@@ -38,7 +38,9 @@ class GraphError(Exception):
 
 
 def access_denied() -> GraphError:
-    return GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+    return GraphError(
+        403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+    )
 
 
 def directory_denied() -> GraphError:

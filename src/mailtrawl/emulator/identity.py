@@ -102,7 +102,11 @@ def jwks(state: EmulatorState) -> dict[str, Any]:
     numbers = public.public_numbers()
 
     def b64(n: int) -> str:
-        return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).decode().rstrip("=")
+        return (
+            base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+            .decode()
+            .rstrip("=")
+        )
 
     return {
         "keys": [
@@ -151,12 +155,17 @@ def _check_secret(state: EmulatorState, app: App, presented: str) -> None:
 def _check_assertion(
     state: EmulatorState, app: App, assertion: str, token_endpoint_paths: set[str]
 ) -> None:
-    bad_signature = AadError(401, "invalid_client", 700027, "Client assertion failed signature validation.")
+    bad_signature = AadError(
+        401, "invalid_client", 700027, "Client assertion failed signature validation."
+    )
     try:
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError as exc:
         raise AadError(
-            401, "invalid_client", 50027, f"JWT token is invalid or malformed. ({type(exc).__name__})"
+            401,
+            "invalid_client",
+            50027,
+            f"JWT token is invalid or malformed. ({type(exc).__name__})",
         ) from exc
     alg = header.get("alg")
     if alg not in ("RS256", "PS256"):
@@ -187,7 +196,12 @@ def _check_assertion(
             assertion,
             key=public_key,
             algorithms=[alg],
-            options={"verify_exp": False, "verify_aud": False, "verify_iat": False, "verify_nbf": False},
+            options={
+                "verify_exp": False,
+                "verify_aud": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.InvalidSignatureError as exc:
         raise bad_signature from exc
@@ -202,14 +216,25 @@ def _check_assertion(
         )
     aud = claims.get("aud")
     audiences = aud if isinstance(aud, list) else [aud]
-    if not any(isinstance(a, str) and urlsplit(a).path.rstrip("/").lower() in token_endpoint_paths for a in audiences):
+    if not any(
+        isinstance(a, str) and urlsplit(a).path.rstrip("/").lower() in token_endpoint_paths
+        for a in audiences
+    ):
         raise AadError(
-            401, "invalid_client", 50012, "Client assertion audience claim does not match Realm issuer."
+            401,
+            "invalid_client",
+            50012,
+            "Client assertion audience claim does not match Realm issuer.",
         )
     now = state.epoch()
     exp = claims.get("exp")
     nbf = claims.get("nbf", 0)
-    if not isinstance(exp, int | float) or not isinstance(nbf, int | float) or exp <= now or nbf > now + 300:
+    if (
+        not isinstance(exp, int | float)
+        or not isinstance(nbf, int | float)
+        or exp <= now
+        or nbf > now + 300
+    ):
         raise AadError(
             401,
             "invalid_client",
@@ -243,16 +268,36 @@ def issue_token(
     try:
         form = {k: v[0] for k, v in parse_qs(form_body.decode(), keep_blank_values=True).items()}
     except UnicodeDecodeError as exc:
-        raise AadError(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.") from exc
+        raise AadError(
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+        ) from exc
     basic = _parse_basic(authorization) if authorization else None
     grant_type = form.get("grant_type")
     if not grant_type:
-        raise AadError(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+        raise AadError(
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+        )
     if grant_type != "client_credentials":
-        raise AadError(400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant_type}'.")
+        raise AadError(
+            400,
+            "unsupported_grant_type",
+            70003,
+            f"The app requested an unsupported grant type '{grant_type}'.",
+        )
     client_id = form.get("client_id") or (basic[0] if basic else None)
     if not client_id:
-        raise AadError(400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+        raise AadError(
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'client_id'.",
+        )
     app = tenant.apps.get(client_id.lower()) or tenant.apps.get(client_id)
     if app is None:
         raise AadError(
@@ -293,8 +338,17 @@ def issue_token(
     scope = form.get("scope", "")
     scopes = scope.split()
     if not scopes:
-        raise AadError(400, "invalid_scope", 70011, "The provided request must include a 'scope' input parameter.")
-    valid = {f"{GRAPH_RESOURCE}/.default", f"{GRAPH_APP_ID}/.default", f"{GRAPH_RESOURCE}//.default"}
+        raise AadError(
+            400,
+            "invalid_scope",
+            70011,
+            "The provided request must include a 'scope' input parameter.",
+        )
+    valid = {
+        f"{GRAPH_RESOURCE}/.default",
+        f"{GRAPH_APP_ID}/.default",
+        f"{GRAPH_RESOURCE}//.default",
+    }
     if len(scopes) != 1 or scopes[0].lower() not in valid:
         raise AadError(
             400,
@@ -307,7 +361,9 @@ def issue_token(
     return mint_access_token(state, tenant, app, appidacr)
 
 
-def mint_access_token(state: EmulatorState, tenant: Tenant, app: App, appidacr: str) -> dict[str, Any]:
+def mint_access_token(
+    state: EmulatorState, tenant: Tenant, app: App, appidacr: str
+) -> dict[str, Any]:
     now = int(state.epoch())
     lifetime = state.settings.token_lifetime_seconds
     claims: dict[str, Any] = {

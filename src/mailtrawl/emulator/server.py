@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -31,10 +32,8 @@ class ResettableHttpProtocol(HttpToolsProtocol):
     def _reset(self) -> None:
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
         if self.cycle is not None:
             self.cycle.disconnected = True
         self.transport.abort()
@@ -62,7 +61,9 @@ def tenant_source(tenant_dir: Path) -> TenantSource:
     return TenantSource(load)
 
 
-def ready_info(state: EmulatorState, base: str, ca_bundle: Path | None, tenant_dir: Path | None) -> dict[str, Any]:
+def ready_info(
+    state: EmulatorState, base: str, ca_bundle: Path | None, tenant_dir: Path | None
+) -> dict[str, Any]:
     tenant = state.tenant
     app = next(iter(tenant.apps.values()), None)
     secret = next((s for s in app.secrets if s.expires > state.now()), None) if app else None
@@ -86,9 +87,16 @@ def ready_info(state: EmulatorState, base: str, ca_bundle: Path | None, tenant_d
 async def serve(options: ServeOptions, source: TenantSource) -> None:
     """Run until cancelled; print the ready JSON line on stdout once listening."""
     if options.host not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit("the emulator binds to the loopback interface only (127.0.0.1, localhost or ::1)")
+        raise SystemExit(
+            "the emulator binds to the loopback interface only (127.0.0.1, localhost or ::1)"
+        )
     settings = options.settings or EmulatorSettings()
-    state = EmulatorState(source=source, settings=settings, state_dir=options.state_dir, control_token=options.control_token)
+    state = EmulatorState(
+        source=source,
+        settings=settings,
+        state_dir=options.state_dir,
+        control_token=options.control_token,
+    )
     ssl_kwargs: dict[str, Any] = {}
     ca_bundle: Path | None = None
     if options.https:

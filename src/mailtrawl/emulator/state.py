@@ -286,7 +286,9 @@ def new_mailbox(user_id: str) -> Mailbox:
     box.folders[root_id] = Folder(root_id, "Top of Information Store", "", "msgfolderroot", True)
     box.well_known["msgfolderroot"] = root_id
     dumpster_id = graph_id(user_id, "folder", "recoverableitemsroot", prefix=b"AAMkAGFR")
-    box.folders[dumpster_id] = Folder(dumpster_id, "Recoverable Items", "", "recoverableitemsroot", True)
+    box.folders[dumpster_id] = Folder(
+        dumpster_id, "Recoverable Items", "", "recoverableitemsroot", True
+    )
     box.well_known["recoverableitemsroot"] = dumpster_id
     for name, display, visible in WELL_KNOWN_FOLDERS:
         fid = graph_id(user_id, "folder", name, prefix=b"AAMkAGFR")
@@ -294,7 +296,9 @@ def new_mailbox(user_id: str) -> Mailbox:
         box.folders[fid] = Folder(fid, display, parent, name, hidden=not visible)
         box.well_known[name] = fid
     for name, color in DEFAULT_CATEGORIES:
-        box.master_categories.append(MasterCategory(deterministic_uuid(user_id, "category", name), name, color))
+        box.master_categories.append(
+            MasterCategory(deterministic_uuid(user_id, "category", name), name, color)
+        )
     purges = graph_id(user_id, "folder", "recoverableitemspurges", prefix=b"AAMkAGFR")
     box.folders[purges] = Folder(purges, "Purges", dumpster_id, "recoverableitemspurges", True)
     box.well_known["recoverableitemspurges"] = purges

@@ -1,14 +1,15 @@
 """Run the emulator in a child process and steer it: for tests, benchmarks and the demo.
 
-    with EmulatorProcess.start(tenant_dir=path) as emu:
-        token = emu.token()
-        emu.control("POST", "/reset")
+with EmulatorProcess.start(tenant_dir=path) as emu:
+    token = emu.token()
+    emu.control("POST", "/reset")
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ class EmulatorProcess:
     process: subprocess.Popen[str]
     info: dict[str, Any]
     _stderr: list[str] = field(default_factory=list)
+    _ssl_context: ssl.SSLContext | None = None
 
     @classmethod
     def start(
@@ -40,13 +42,27 @@ class EmulatorProcess:
         extra_args: list[str] | None = None,
         timeout: float = 60.0,
     ) -> EmulatorProcess:
-        args = [sys.executable, "-m", "mailtrawl", "emulator", "serve", "--port", "0", "--state-dir", str(state_dir)]
+        args = [
+            sys.executable,
+            "-m",
+            "mailtrawl",
+            "emulator",
+            "serve",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+        ]
         if tenant_dir is not None:
             args += ["--tenant", str(tenant_dir)]
         if http:
             args.append("--http")
         args += extra_args or []
-        env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+        }
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
@@ -90,8 +106,13 @@ class EmulatorProcess:
         return self.info.get("ca_bundle")
 
     @property
-    def verify(self) -> str | bool:
-        return self.ca_bundle or True
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx needs to trust the emulator: an SSL context with its CA only."""
+        if not self.ca_bundle:
+            return True
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cafile=self.ca_bundle)
+        return self._ssl_context
 
     @property
     def tenant_id(self) -> str:
@@ -108,7 +129,10 @@ class EmulatorProcess:
                 method,
                 f"{self.info['control_url']}{path}",
                 json=json_body,
-                headers={"Authorization": f"Bearer {self.info['control_token']}", **kwargs.pop("headers", {})},
+                headers={
+                    "Authorization": f"Bearer {self.info['control_token']}",
+                    **kwargs.pop("headers", {}),
+                },
                 **kwargs,
             )
         if response.status_code >= 400:
@@ -118,10 +142,16 @@ class EmulatorProcess:
     def reset(self) -> None:
         self.control("POST", "/reset")
 
-    def deliver(self, raw: bytes, recipients: list[str], folder: str = "inbox", received: str | None = None) -> list[dict[str, Any]]:
+    def deliver(
+        self, raw: bytes, recipients: list[str], folder: str = "inbox", received: str | None = None
+    ) -> list[dict[str, Any]]:
         import base64
 
-        body: dict[str, Any] = {"mime": base64.b64encode(raw).decode(), "recipients": recipients, "folder": folder}
+        body: dict[str, Any] = {
+            "mime": base64.b64encode(raw).decode(),
+            "recipients": recipients,
+            "folder": folder,
+        }
         if received:
             body["receivedDateTime"] = received
         return list(self.control("POST", "/deliver", body)["delivered"])
@@ -159,6 +189,9 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
 
     def __enter__(self) -> EmulatorProcess:
         return self

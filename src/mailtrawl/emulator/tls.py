@@ -31,7 +31,9 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def ensure_tls_files(state_dir: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsFiles:
+def ensure_tls_files(
+    state_dir: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+) -> TlsFiles:
     """Create (once) a CA and a server certificate for `hosts` under `state_dir/tls`."""
     tls_dir = state_dir / "tls"
     files = TlsFiles(tls_dir / "ca.pem", tls_dir / "server.pem", tls_dir / "server-key.pem")
@@ -53,13 +55,21 @@ def ensure_tls_files(state_dir: Path, hosts: tuple[str, ...] = ("127.0.0.1", "lo
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -80,7 +90,9 @@ def ensure_tls_files(state_dir: Path, hosts: tuple[str, ...] = ("127.0.0.1", "lo
         .not_valid_after(now + dt.timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )

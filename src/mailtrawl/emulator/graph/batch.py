@@ -10,7 +10,14 @@ from urllib.parse import urlsplit
 import orjson
 
 from mailtrawl.emulator.errors import GraphError
-from mailtrawl.emulator.graph.core import ROUTER, GraphRequest, GraphResponse, dispatch, ok, parse_query
+from mailtrawl.emulator.graph.core import (
+    ROUTER,
+    GraphRequest,
+    GraphResponse,
+    dispatch,
+    ok,
+    parse_query,
+)
 from mailtrawl.emulator.runtime import EmulatorState
 
 MAX_REQUESTS = 20
@@ -48,14 +55,24 @@ def _validate(payload: Any) -> list[dict[str, Any]]:
         headers = item.get("headers") or {}
         if not isinstance(headers, dict):
             raise _invalid(f"Invalid headers in request '{rid}'.")
-        if "body" in item and item["body"] is not None and not any(k.lower() == "content-type" for k in headers):
-            raise _invalid(f"Content-Type header is required for request '{rid}', which has a body.")
+        if (
+            "body" in item
+            and item["body"] is not None
+            and not any(k.lower() == "content-type" for k in headers)
+        ):
+            raise _invalid(
+                f"Content-Type header is required for request '{rid}', which has a body."
+            )
         depends = item.get("dependsOn")
-        if depends is not None and (not isinstance(depends, list) or not all(isinstance(d, str) for d in depends)):
+        if depends is not None and (
+            not isinstance(depends, list) or not all(isinstance(d, str) for d in depends)
+        ):
             raise _invalid(f"Invalid dependsOn in request '{rid}'.")
         for dep in depends or ():
             if dep.lower() not in seen or dep.lower() == rid.lower():
-                raise _invalid(f"Request '{rid}' depends on '{dep}', which is not an earlier request in the batch.")
+                raise _invalid(
+                    f"Request '{rid}' depends on '{dep}', which is not an earlier request in the batch."
+                )
     return requests
 
 
@@ -71,7 +88,9 @@ def _sub_request(outer: GraphRequest, item: dict[str, Any]) -> GraphRequest:
     raw: bytes
     if body is None:
         raw = b""
-    elif isinstance(body, str) and not headers.get("content-type", "").startswith("application/json"):
+    elif isinstance(body, str) and not headers.get("content-type", "").startswith(
+        "application/json"
+    ):
         raw = body.encode()
     else:
         raw = orjson.dumps(body)
@@ -89,7 +108,11 @@ def _sub_request(outer: GraphRequest, item: dict[str, Any]) -> GraphRequest:
 
 
 def _render(rid: str, response: GraphResponse) -> dict[str, Any]:
-    headers = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "location", "preference-applied")}
+    headers = {
+        k: v
+        for k, v in response.headers.items()
+        if k.lower() in ("retry-after", "location", "preference-applied")
+    }
     entry: dict[str, Any] = {"id": rid, "status": response.status, "headers": headers}
     if response.content_type:
         headers["Content-Type"] = response.content_type
@@ -105,7 +128,9 @@ def _failed_dependency(rid: str) -> dict[str, Any]:
         "id": rid,
         "status": 424,
         "headers": {"Content-Type": "application/json"},
-        "body": {"error": {"code": "FailedDependency", "message": "The request has a failed dependency."}},
+        "body": {
+            "error": {"code": "FailedDependency", "message": "The request has a failed dependency."}
+        },
     }
 
 
@@ -121,12 +146,20 @@ async def run_batch(request: GraphRequest, state: EmulatorState) -> GraphRespons
         try:
             response = await dispatch(_sub_request(request, item), state)
         except GraphError as err:  # the sub-request's own query string did not parse
-            response = GraphResponse(err.status, err.body(request.request_id, request.client_request_id), dict(err.headers))
+            response = GraphResponse(
+                err.status,
+                err.body(request.request_id, request.client_request_id),
+                dict(err.headers),
+            )
         results[item["id"]] = _render(item["id"], response)
 
     if sequential:
         for item in items:
-            failed = [d for d in item.get("dependsOn") or () if results.get(d, {}).get("status", 424) >= 400]
+            failed = [
+                d
+                for d in item.get("dependsOn") or ()
+                if results.get(d, {}).get("status", 424) >= 400
+            ]
             if failed:
                 results[item["id"]] = _failed_dependency(item["id"])
             else:

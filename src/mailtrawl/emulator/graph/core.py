@@ -30,15 +30,39 @@ MAIL_WRITE = frozenset({"Mail.ReadWrite"})
 SETTINGS_READ = frozenset({"MailboxSettings.Read", "MailboxSettings.ReadWrite"})
 SETTINGS_WRITE = frozenset({"MailboxSettings.ReadWrite"})
 USERS_READ = frozenset(
-    {"User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+    {
+        "User.ReadBasic.All",
+        "User.Read.All",
+        "User.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    }
 )
 GROUPS_READ = frozenset(
-    {"GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+    {
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Group.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    }
 )
 MEMBER_OF_READ = frozenset({"Directory.Read.All", "Directory.ReadWrite.All"})
 
 _QUERY_OPTIONS = frozenset(
-    {"select", "filter", "orderby", "top", "skip", "skiptoken", "search", "count", "expand", "deltatoken", "format"}
+    {
+        "select",
+        "filter",
+        "orderby",
+        "top",
+        "skip",
+        "skiptoken",
+        "search",
+        "count",
+        "expand",
+        "deltatoken",
+        "format",
+    }
 )
 
 
@@ -130,8 +154,12 @@ class Router:
     def __init__(self) -> None:
         self._by_length: dict[int, list[Route]] = {}
 
-    def add(self, method: str, pattern: str, roles: frozenset[str], kind: str) -> Callable[[Handler], Handler]:
-        segments = tuple(s if s.startswith("{") else s.lower() for s in pattern.strip("/").split("/"))
+    def add(
+        self, method: str, pattern: str, roles: frozenset[str], kind: str
+    ) -> Callable[[Handler], Handler]:
+        segments = tuple(
+            s if s.startswith("{") else s.lower() for s in pattern.strip("/").split("/")
+        )
 
         def register(handler: Handler) -> Handler:
             route = Route(method, segments, handler, roles, kind, f"{method} /{'/'.join(segments)}")
@@ -171,7 +199,11 @@ def parse_query(raw: str) -> dict[str, str]:
         if bare.lower() in _QUERY_OPTIONS:
             key = "$" + bare.lower()
         if key in out:
-            raise GraphError(400, "BadRequest", f"Query option '{key}' was specified more than once, but it must be specified at most once.")
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Query option '{key}' was specified more than once, but it must be specified at most once.",
+            )
         out[key] = value
     return out
 
@@ -185,7 +217,9 @@ def _authenticate(request: GraphRequest, state: EmulatorState) -> None:
         )
     }
     if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-        raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.", headers=challenge)
+        raise GraphError(
+            401, "InvalidAuthenticationToken", "Access token is empty.", headers=challenge
+        )
     token = auth[7:].strip()
     claims = state.token_cache.get(token)
     if claims is None:
@@ -198,25 +232,48 @@ def _authenticate(request: GraphRequest, state: EmulatorState) -> None:
                 options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
             )
         except jwt.InvalidAudienceError as exc:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.", headers=challenge) from exc
+            raise GraphError(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+                headers=challenge,
+            ) from exc
         except jwt.PyJWTError as exc:
             raise GraphError(
                 401,
                 "InvalidAuthenticationToken",
-                "IDX14100: JWT is not well formed, there are no dots (.)." if token.count(".") != 2 else "Access token validation failure.",
+                "IDX14100: JWT is not well formed, there are no dots (.)."
+                if token.count(".") != 2
+                else "Access token validation failure.",
                 headers=challenge,
             ) from exc
         if claims.get("tid") != state.tenant.id:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.", headers=challenge)
+            raise GraphError(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+                headers=challenge,
+            )
         if len(state.token_cache) > 10_000:
             state.token_cache.clear()
         state.token_cache[token] = claims
     now = state.epoch()
-    if claims["exp"] <= now or claims["nbf"] > now + 300 or claims["iat"] < state.tokens_valid_after:
-        raise GraphError(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.", headers=challenge)
+    if (
+        claims["exp"] <= now
+        or claims["nbf"] > now + 300
+        or claims["iat"] < state.tokens_valid_after
+    ):
+        raise GraphError(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token has expired or is not yet valid.",
+            headers=challenge,
+        )
     app = state.tenant.apps.get(claims.get("appid", ""))
     if app is None:
-        raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.", headers=challenge)
+        raise GraphError(
+            401, "InvalidAuthenticationToken", "Access token validation failure.", headers=challenge
+        )
     request.app_id = app.client_id
     # Roles are those in the token; permissions changed after issue apply to the next token.
     request.roles = frozenset(claims.get("roles", ()))
@@ -264,7 +321,9 @@ async def dispatch(request: GraphRequest, state: EmulatorState) -> GraphResponse
     try:
         response, label, mailbox_key = await _dispatch(request, state)
     except GraphError as err:
-        response = GraphResponse(err.status, err.body(request.request_id, request.client_request_id), dict(err.headers))
+        response = GraphResponse(
+            err.status, err.body(request.request_id, request.client_request_id), dict(err.headers)
+        )
     finally:
         stats.in_flight -= 1
     stats.by_endpoint[label] += 1
@@ -278,7 +337,8 @@ async def dispatch(request: GraphRequest, state: EmulatorState) -> GraphResponse
     response.headers.setdefault("request-id", request.request_id)
     response.headers.setdefault("client-request-id", request.client_request_id)
     response.headers.setdefault(
-        "x-ms-ags-diagnostic", '{"ServerInfo":{"DataCenter":"Local","Slice":"E","Ring":"0","ScaleUnit":"000","RoleInstance":"EMULATOR"}}'
+        "x-ms-ags-diagnostic",
+        '{"ServerInfo":{"DataCenter":"Local","Slice":"E","Ring":"0","ScaleUnit":"000","RoleInstance":"EMULATOR"}}',
     )
     return response
 
@@ -287,14 +347,20 @@ async def _dispatch(request: GraphRequest, state: EmulatorState) -> tuple[GraphR
     path = request.path
     if not path.lower().startswith("/v1.0/") and path.lower() != "/v1.0":
         raise GraphError(400, "BadRequest", "Invalid version.")
-    segments = [s for s in path[len("/v1.0/"):].split("/") if s]
+    segments = [s for s in path[len("/v1.0/") :].split("/") if s]
     if _ME.match(path[1:] if path.startswith("/") else path):
         _authenticate(request, state)
-        raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+        raise GraphError(
+            400, "BadRequest", "/me request is only valid with delegated authentication flow."
+        )
     route, params, path_exists = ROUTER.match(request.method, segments)
     if route is None:
         if path_exists:
-            raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+            raise GraphError(
+                405,
+                "Request_BadRequest",
+                "Specified HTTP method is not allowed for the request target.",
+            )
         first = segments[-1] if segments else ""
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{first}'.")
     request.params = params
@@ -350,8 +416,14 @@ async def _inject(request: GraphRequest, state: EmulatorState) -> None:
     edge += faults.rate_503
     if roll < edge:
         state.stats.injected_faults["503"] += 1
-        shown = str(int(faults.retry_after)) if float(faults.retry_after).is_integer() else str(faults.retry_after)
-        raise GraphError(503, "serviceNotAvailable", "Service Unavailable", headers={"Retry-After": shown})
+        shown = (
+            str(int(faults.retry_after))
+            if float(faults.retry_after).is_integer()
+            else str(faults.retry_after)
+        )
+        raise GraphError(
+            503, "serviceNotAvailable", "Service Unavailable", headers={"Retry-After": shown}
+        )
     edge += faults.rate_504
     if roll < edge:
         state.stats.injected_faults["504"] += 1
@@ -377,10 +449,16 @@ def parse_top(request: GraphRequest, *, default: int, maximum: int, directory: b
     try:
         top = int(raw)
     except ValueError:
-        raise GraphError(400, "BadRequest", f"Invalid value '{raw}' for query option '$top'.") from None
+        raise GraphError(
+            400, "BadRequest", f"Invalid value '{raw}' for query option '$top'."
+        ) from None
     if not 1 <= top <= maximum:
         code = "Request_BadRequest" if directory else "ErrorInvalidArgument"
-        raise GraphError(400, code, f"Invalid page size specified: '{top}'. Must be between 1 and {maximum} inclusive.")
+        raise GraphError(
+            400,
+            code,
+            f"Invalid page size specified: '{top}'. Must be between 1 and {maximum} inclusive.",
+        )
     return top
 
 

@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailtrawl.emulator.errors import GraphError, bad_request, item_not_found
-from mailtrawl.emulator.graph.core import MAIL_READ, MAIL_READ_BASIC, ROUTER, GraphRequest, GraphResponse, ok
+from mailtrawl.emulator.graph.core import (
+    MAIL_READ,
+    MAIL_READ_BASIC,
+    ROUTER,
+    GraphRequest,
+    GraphResponse,
+    ok,
+)
 from mailtrawl.emulator.graph.messages_json import MessageView, message_json, resolve_select
 from mailtrawl.emulator.graph.paging import decode_token, encode_token
 from mailtrawl.emulator.runtime import EmulatorState
@@ -76,21 +83,40 @@ def folder_delta(request: GraphRequest, state: EmulatorState) -> GraphResponse:
             raise _gone(request)
         if "$deltatoken" in request.query:
             # A new round: everything after what the client has seen, up to now.
-            token = {**token, "since": token["upto"], "upto": box.seq, "cur": token["upto"], "first": False}
+            token = {
+                **token,
+                "since": token["upto"],
+                "upto": box.seq,
+                "cur": token["upto"],
+                "first": False,
+            }
     else:
         select = request.query.get("$select")
         change_type = request.query.get("changeType")
         if change_type is not None and change_type not in ("created", "updated", "deleted"):
             raise bad_request(f"Invalid changeType '{change_type}'.")
-        op, bound = _parse_bound(request.query["$filter"]) if "$filter" in request.query else ("", 0.0)
+        op, bound = (
+            _parse_bound(request.query["$filter"]) if "$filter" in request.query else ("", 0.0)
+        )
         token = {
-            "m": box.user_id, "f": folder.id, "g": box.sync_generation, "e": state.delta_epoch,
-            "since": 0, "upto": box.seq, "cur": 0, "first": True,
-            "sel": select, "ct": change_type, "op": op, "bound": bound,
+            "m": box.user_id,
+            "f": folder.id,
+            "g": box.sync_generation,
+            "e": state.delta_epoch,
+            "since": 0,
+            "upto": box.seq,
+            "cur": 0,
+            "first": True,
+            "sel": select,
+            "ct": change_type,
+            "op": op,
+            "bound": bound,
             "imm": request.immutable_ids,
         }
 
-    view = MessageView(immutable=bool(token.get("imm")), text_body=request.prefer_text_body, basic_only=False)
+    view = MessageView(
+        immutable=bool(token.get("imm")), text_body=request.prefer_text_body, basic_only=False
+    )
     select_list = [s.strip() for s in token["sel"].split(",")] if token.get("sel") else None
     fields = resolve_select(select_list, basic_only=not (request.roles & MAIL_READ))
     since, upto, cur = int(token["since"]), int(token["upto"]), int(token["cur"])
@@ -137,10 +163,14 @@ def folder_delta(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     base_path = request.path.split("/v1.0/", 1)[1]
     if len(entries) > page_size:
         next_token = {**token, "cur": page[-1][0]}
-        body["@odata.nextLink"] = request.url(base_path, {"$skiptoken": encode_token(state.delta_secret, next_token)})
+        body["@odata.nextLink"] = request.url(
+            base_path, {"$skiptoken": encode_token(state.delta_secret, next_token)}
+        )
     else:
         done = {**token, "cur": upto, "since": since, "first": False}
-        body["@odata.deltaLink"] = request.url(base_path, {"$deltatoken": encode_token(state.delta_secret, done)})
+        body["@odata.deltaLink"] = request.url(
+            base_path, {"$deltatoken": encode_token(state.delta_secret, done)}
+        )
     body["value"] = [e[1] for e in page]
     headers = {"Preference-Applied": f"odata.maxpagesize={page_size}"} if max_page else {}
     return ok(body, headers=headers)

@@ -24,8 +24,17 @@ from mailtrawl.emulator.runtime import EmulatorState
 from mailtrawl.emulator.state import Group, User
 
 USER_DEFAULT = (
-    "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
-    "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id",
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
 )
 _USER_PROPS: dict[str, Callable[[User], Any]] = {
     "id": lambda u: u.id,
@@ -50,14 +59,24 @@ _USER_PROPS: dict[str, Callable[[User], Any]] = {
     "onPremisesSyncEnabled": lambda u: None,
     "usageLocation": lambda u: "US",
     "assignedLicenses": lambda u: (
-        [{"disabledPlans": [], "skuId": "6fd2c87f-b296-42f0-b197-1e91e994b900"}] if u.has_mailbox else []
+        [{"disabledPlans": [], "skuId": "6fd2c87f-b296-42f0-b197-1e91e994b900"}]
+        if u.has_mailbox
+        else []
     ),
 }
 _USER_PROPS_LOWER = {k.lower(): k for k in _USER_PROPS}
 
 GROUP_DEFAULT = (
-    "id", "displayName", "description", "mail", "mailEnabled", "mailNickname",
-    "securityEnabled", "groupTypes", "createdDateTime", "visibility",
+    "id",
+    "displayName",
+    "description",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "securityEnabled",
+    "groupTypes",
+    "createdDateTime",
+    "visibility",
 )
 _GROUP_PROPS: dict[str, Callable[[Group], Any]] = {
     "id": lambda g: g.id,
@@ -74,7 +93,9 @@ _GROUP_PROPS: dict[str, Callable[[Group], Any]] = {
 _GROUP_PROPS_LOWER = {k.lower(): k for k in _GROUP_PROPS}
 
 
-def _select(select: list[str] | None, default: Sequence[str], known: dict[str, str], kind: str) -> list[str]:
+def _select(
+    select: list[str] | None, default: Sequence[str], known: dict[str, str], kind: str
+) -> list[str]:
     if select is None:
         return list(default)
     out = []
@@ -82,7 +103,9 @@ def _select(select: list[str] | None, default: Sequence[str], known: dict[str, s
         canonical = known.get(name.lower())
         if canonical is None:
             raise GraphError(
-                400, "Request_BadRequest", f"Could not find a property named '{name}' on type 'microsoft.graph.{kind}'."
+                400,
+                "Request_BadRequest",
+                f"Could not find a property named '{name}' on type 'microsoft.graph.{kind}'.",
             )
         out.append(canonical)
     if "id" not in out:
@@ -127,20 +150,36 @@ def _user_search(request: GraphRequest) -> Callable[[User], bool] | None:
         )
     clauses = _SEARCH_CLAUSE.findall(raw)
     if not clauses:
-        raise GraphError(400, "Request_UnsupportedQuery", "Syntax error: character '\"' is not valid at position 0 in '$search'.")
+        raise GraphError(
+            400,
+            "Request_UnsupportedQuery",
+            "Syntax error: character '\"' is not valid at position 0 in '$search'.",
+        )
     ops = re.findall(r'"\s+(AND|OR)\s+"', raw)
     tests: list[Callable[[User], bool]] = []
     for prop, value in clauses:
         canonical = _USER_PROPS_LOWER.get(prop.lower())
-        if canonical not in ("displayName", "mail", "userPrincipalName", "givenName", "surname", "jobTitle", "department"):
-            raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported property '{prop}' for $search.")
+        if canonical not in (
+            "displayName",
+            "mail",
+            "userPrincipalName",
+            "givenName",
+            "surname",
+            "jobTitle",
+            "department",
+        ):
+            raise GraphError(
+                400, "Request_UnsupportedQuery", f"Unsupported property '{prop}' for $search."
+            )
         needle = value.lower()
         getter = _USER_PROPS[canonical]
 
         def test(user: User, getter: Callable[[User], Any] = getter, needle: str = needle) -> bool:
             text = str(getter(user) or "").lower()
             # Directory $search is tokenized: a term matches the start of a word.
-            return any(tok.startswith(needle) for tok in re.split(r"[\s@._-]+", text)) or text.startswith(needle)
+            return any(
+                tok.startswith(needle) for tok in re.split(r"[\s@._-]+", text)
+            ) or text.startswith(needle)
 
         tests.append(test)
 
@@ -195,10 +234,17 @@ def _filtered_users(request: GraphRequest, state: EmulatorState) -> list[User]:
         prop, _, direction = orderby.strip().partition(" ")
         canonical = _USER_PROPS_LOWER.get(prop.lower())
         if canonical not in ("displayName", "userPrincipalName"):
-            raise GraphError(400, "Request_UnsupportedQuery", "Sorting not supported for current query.")
+            raise GraphError(
+                400, "Request_UnsupportedQuery", "Sorting not supported for current query."
+            )
         if raw_filter is not None and not _advanced(request):
-            raise GraphError(400, "Request_UnsupportedQuery", "Sorting not supported for current query.")
-        users.sort(key=lambda u: str(_USER_PROPS[canonical](u) or "").lower(), reverse=direction.strip().lower() == "desc")
+            raise GraphError(
+                400, "Request_UnsupportedQuery", "Sorting not supported for current query."
+            )
+        users.sort(
+            key=lambda u: str(_USER_PROPS[canonical](u) or "").lower(),
+            reverse=direction.strip().lower() == "desc",
+        )
     return users
 
 
@@ -214,7 +260,9 @@ def count_users(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     if not _advanced(request):
         raise GraphError(400, "Request_BadRequest", "$count is not currently supported.")
     users = _filtered_users(request, state)
-    return GraphResponse(200, None, {}, raw=str(len(users)).encode(), content_type="text/plain;charset=utf-8")
+    return GraphResponse(
+        200, None, {}, raw=str(len(users)).encode(), content_type="text/plain;charset=utf-8"
+    )
 
 
 def _user_or_404(state: EmulatorState, ref: str) -> User:
@@ -232,7 +280,10 @@ def _user_or_404(state: EmulatorState, ref: str) -> User:
 def get_user(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     props = _select(parse_select(request), USER_DEFAULT, _USER_PROPS_LOWER, "user")
     user = _user_or_404(state, request.params["user"])
-    body = {"@odata.context": f"{request.base_url}/v1.0/$metadata#users/$entity", **user_json(user, props)}
+    body = {
+        "@odata.context": f"{request.base_url}/v1.0/$metadata#users/$entity",
+        **user_json(user, props),
+    }
     return ok(body)
 
 
@@ -291,7 +342,12 @@ def list_groups(request: GraphRequest, state: EmulatorState) -> GraphResponse:
 def get_group(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     props = _select(parse_select(request), GROUP_DEFAULT, _GROUP_PROPS_LOWER, "group")
     group = _group_or_404(state, request.params["group"])
-    return ok({"@odata.context": f"{request.base_url}/v1.0/$metadata#groups/$entity", **group_json(group, props)})
+    return ok(
+        {
+            "@odata.context": f"{request.base_url}/v1.0/$metadata#groups/$entity",
+            **group_json(group, props),
+        }
+    )
 
 
 def _render_member(request: GraphRequest) -> Callable[[User | Group], dict[str, Any]]:
@@ -300,8 +356,12 @@ def _render_member(request: GraphRequest) -> Callable[[User | Group], dict[str, 
     if select is None:
         user_props, group_props = list(USER_DEFAULT), list(GROUP_DEFAULT)
     else:
-        user_props = [_USER_PROPS_LOWER[s.lower()] for s in select if s.lower() in _USER_PROPS_LOWER]
-        group_props = [_GROUP_PROPS_LOWER[s.lower()] for s in select if s.lower() in _GROUP_PROPS_LOWER]
+        user_props = [
+            _USER_PROPS_LOWER[s.lower()] for s in select if s.lower() in _USER_PROPS_LOWER
+        ]
+        group_props = [
+            _GROUP_PROPS_LOWER[s.lower()] for s in select if s.lower() in _GROUP_PROPS_LOWER
+        ]
         user_props += [] if "id" in user_props else ["id"]
         group_props += [] if "id" in group_props else ["id"]
 
@@ -325,13 +385,17 @@ def _members(state: EmulatorState, group: Group) -> list[User | Group]:
 @ROUTER.add("GET", "groups/{group}/members", GROUPS_READ, "directory")
 def list_members(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     group = _group_or_404(state, request.params["group"])
-    return _page(request, state, _members(state, group), _render_member(request), "directoryObjects")
+    return _page(
+        request, state, _members(state, group), _render_member(request), "directoryObjects"
+    )
 
 
 @ROUTER.add("GET", "groups/{group}/transitiveMembers", GROUPS_READ, "directory")
 def list_transitive_members(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     group = _group_or_404(state, request.params["group"])
-    return _page(request, state, state.transitive_members(group), _render_member(request), "directoryObjects")
+    return _page(
+        request, state, state.transitive_members(group), _render_member(request), "directoryObjects"
+    )
 
 
 @ROUTER.add("GET", "users/{user}/memberOf", MEMBER_OF_READ, "directory")

@@ -67,7 +67,9 @@ def _view(request: GraphRequest) -> MessageView:
 def _preference_headers(request: GraphRequest) -> dict[str, str]:
     applied = []
     if request.prefer("outlook.body-content-type"):
-        applied.append(f'outlook.body-content-type="{"text" if request.prefer_text_body else "html"}"')
+        applied.append(
+            f'outlook.body-content-type="{"text" if request.prefer_text_body else "html"}"'
+        )
     if request.immutable_ids:
         applied.append('IdType="ImmutableId"')
     return {"Preference-Applied": ", ".join(applied)} if applied else {}
@@ -138,7 +140,9 @@ def _create_folder(request: GraphRequest, parent: Folder) -> GraphResponse:
         raise bad_request("The displayName property is required.", "ErrorInvalidRequest")
     for f in box.folders.values():
         if f.parent_id == parent.id and f.display_name.lower() == name.lower():
-            raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+            raise GraphError(
+                409, "ErrorFolderExists", "A folder with the specified name already exists."
+            )
     box.id_counter += 1
     fid = graph_id(box.user_id, "folder", "custom", box.id_counter, prefix=b"AAMkAGFR")
     folder = Folder(fid, name, parent.id, None, bool(payload.get("isHidden", False)))
@@ -185,9 +189,17 @@ def list_messages(request: GraphRequest, source: list[Message]) -> GraphResponse
     try:
         if search is not None:
             if raw_orderby is not None:
-                raise GraphError(400, "SearchWithOrderBy", "The query parameter '$orderBy' is not supported with '$search'.")
+                raise GraphError(
+                    400,
+                    "SearchWithOrderBy",
+                    "The query parameter '$orderBy' is not supported with '$search'.",
+                )
             if raw_filter is not None:
-                raise GraphError(400, "ErrorInvalidUrlQuery", "The query parameter '$filter' is not supported with '$search'.")
+                raise GraphError(
+                    400,
+                    "ErrorInvalidUrlQuery",
+                    "The query parameter '$filter' is not supported with '$search'.",
+                )
             predicate = compile_search(parse_search(search))
             items = [m for m in source if predicate(m)]
             items.sort(key=lambda m: m.sent or m.received, reverse=True)
@@ -215,7 +227,9 @@ def list_messages(request: GraphRequest, source: list[Message]) -> GraphResponse
     top = parse_top(request, default=default_top, maximum=1000, directory=False)
     skip = _skip(request)
     page = items[skip : skip + top]
-    body: dict[str, Any] = {"@odata.context": f"{request.base_url}/v1.0/$metadata#users('{request.params['user']}')/messages"}
+    body: dict[str, Any] = {
+        "@odata.context": f"{request.base_url}/v1.0/$metadata#users('{request.params['user']}')/messages"
+    }
     if request.query.get("$count", "").lower() == "true":
         body["@odata.count"] = len(items)
     if skip + top < len(items):
@@ -251,9 +265,13 @@ def _get_message(request: GraphRequest, folder_ref: str | None) -> GraphResponse
     expand = (request.query.get("$expand") or "").strip().lower()
     if expand:
         if expand != "attachments":
-            raise bad_request(f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'.")
+            raise bad_request(
+                f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'."
+            )
         if view.basic_only:
-            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+            raise GraphError(
+                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+            )
         body["attachments"] = [attachment_json(a) for a in msg.attachments]
     return ok(body, headers=_preference_headers(request))
 
@@ -282,7 +300,11 @@ def list_attachments(request: GraphRequest, state: EmulatorState) -> GraphRespon
     for att in msg.attachments:
         body = attachment_json(att)
         if select:
-            body = {k: v for k, v in body.items() if k.startswith("@") or k.lower() in select or k == "id"}
+            body = {
+                k: v
+                for k, v in body.items()
+                if k.startswith("@") or k.lower() in select or k == "id"
+            }
         values.append(body)
     return ok({"value": values})
 
@@ -300,10 +322,14 @@ def get_attachment(request: GraphRequest, state: EmulatorState) -> GraphResponse
     return ok(attachment_json(_attachment(request)))
 
 
-@ROUTER.add("GET", "users/{user}/messages/{message}/attachments/{attachment}/$value", MAIL_READ, "mail")
+@ROUTER.add(
+    "GET", "users/{user}/messages/{message}/attachments/{attachment}/$value", MAIL_READ, "mail"
+)
 def get_attachment_value(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     att = _attachment(request)
-    content_type = "message/rfc822" if att.kind == "item" else (att.content_type or "application/octet-stream")
+    content_type = (
+        "message/rfc822" if att.kind == "item" else (att.content_type or "application/octet-stream")
+    )
     return GraphResponse(200, None, {}, raw=att.content, content_type=content_type)
 
 
@@ -312,7 +338,11 @@ def get_attachment_value(request: GraphRequest, state: EmulatorState) -> GraphRe
 
 def _moved_response(request: GraphRequest, msg: Message) -> GraphResponse:
     view = _view(request)
-    return ok(message_json(view, msg, resolve_select(None, basic_only=False)), status=201, headers=_preference_headers(request))
+    return ok(
+        message_json(view, msg, resolve_select(None, basic_only=False)),
+        status=201,
+        headers=_preference_headers(request),
+    )
 
 
 def _destination(request: GraphRequest) -> Folder:
@@ -322,7 +352,9 @@ def _destination(request: GraphRequest) -> Folder:
         raise bad_request("The destinationId property is required.", "ErrorInvalidRequest")
     folder = _box(request).folder(dest)
     if folder is None or folder.well_known_name == "recoverableitemspurges":
-        raise GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        raise GraphError(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        )
     return folder
 
 
@@ -343,19 +375,44 @@ def copy_message(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     immutable, rest = box.new_item_ids()
     now = utcnow()
     clone = Message(
-        immutable_id=immutable, rest_id=rest, folder_id=dest.id,
-        internet_message_id=msg.internet_message_id, subject=msg.subject, from_=msg.from_,
-        sender=msg.sender, to=list(msg.to), cc=list(msg.cc), bcc=list(msg.bcc),
-        reply_to=list(msg.reply_to), received=msg.received, sent=msg.sent, body=msg.body,
-        body_type=msg.body_type, headers=list(msg.headers),
+        immutable_id=immutable,
+        rest_id=rest,
+        folder_id=dest.id,
+        internet_message_id=msg.internet_message_id,
+        subject=msg.subject,
+        from_=msg.from_,
+        sender=msg.sender,
+        to=list(msg.to),
+        cc=list(msg.cc),
+        bcc=list(msg.bcc),
+        reply_to=list(msg.reply_to),
+        received=msg.received,
+        sent=msg.sent,
+        body=msg.body,
+        body_type=msg.body_type,
+        headers=list(msg.headers),
         attachments=[
-            Attachment(graph_id(immutable, "att", i, prefix=b"AAMkAGAT"), a.name, a.content_type,
-                       a.content, a.kind, a.is_inline, a.content_id, a.last_modified)
+            Attachment(
+                graph_id(immutable, "att", i, prefix=b"AAMkAGAT"),
+                a.name,
+                a.content_type,
+                a.content,
+                a.kind,
+                a.is_inline,
+                a.content_id,
+                a.last_modified,
+            )
             for i, a in enumerate(msg.attachments)
         ],
-        categories=list(msg.categories), flag_status=msg.flag_status, is_read=msg.is_read,
-        importance=msg.importance, is_draft=msg.is_draft, conversation_id=msg.conversation_id,
-        created=now, last_modified=now, mime=msg.mime,
+        categories=list(msg.categories),
+        flag_status=msg.flag_status,
+        is_read=msg.is_read,
+        importance=msg.importance,
+        is_draft=msg.is_draft,
+        conversation_id=msg.conversation_id,
+        created=now,
+        last_modified=now,
+        mime=msg.mime,
     )
     box.add_message(clone)
     return _moved_response(request, clone)
@@ -375,7 +432,9 @@ def delete_message(request: GraphRequest, state: EmulatorState) -> GraphResponse
 
 @ROUTER.add("DELETE", "users/{user}/mailFolders/{folder}/messages/{message}", MAIL_WRITE, "mail")
 def delete_folder_message(request: GraphRequest, state: EmulatorState) -> GraphResponse:
-    _message(_box(request), request.params["message"], _folder(_box(request), request.params["folder"]))
+    _message(
+        _box(request), request.params["message"], _folder(_box(request), request.params["folder"])
+    )
     return delete_message(request, state)
 
 
@@ -386,25 +445,63 @@ def permanent_delete(request: GraphRequest, state: EmulatorState) -> GraphRespon
     return no_content()
 
 
-@ROUTER.add("POST", "users/{user}/mailFolders/{folder}/messages/{message}/permanentDelete", MAIL_WRITE, "mail")
+@ROUTER.add(
+    "POST",
+    "users/{user}/mailFolders/{folder}/messages/{message}/permanentDelete",
+    MAIL_WRITE,
+    "mail",
+)
 def permanent_delete_in_folder(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     box = _box(request)
     box.remove(_message(box, request.params["message"], _folder(box, request.params["folder"])))
     return no_content()
 
 
-_ALWAYS_UPDATABLE = {"categories", "flag", "isread", "importance", "inferenceclassification", "singlevalueextendedproperties"}
-_DRAFT_ONLY = {"subject", "body", "internetmessageid", "replyto", "torecipients", "ccrecipients", "bccrecipients", "from", "sender", "internetmessageheaders"}
+_ALWAYS_UPDATABLE = {
+    "categories",
+    "flag",
+    "isread",
+    "importance",
+    "inferenceclassification",
+    "singlevalueextendedproperties",
+}
+_DRAFT_ONLY = {
+    "subject",
+    "body",
+    "internetmessageid",
+    "replyto",
+    "torecipients",
+    "ccrecipients",
+    "bccrecipients",
+    "from",
+    "sender",
+    "internetmessageheaders",
+}
 _READ_ONLY = {
-    "id", "createddatetime", "lastmodifieddatetime", "changekey", "receiveddatetime", "sentdatetime",
-    "hasattachments", "bodypreview", "parentfolderid", "conversationid", "conversationindex",
-    "isdraft", "weblink", "uniquebody",
+    "id",
+    "createddatetime",
+    "lastmodifieddatetime",
+    "changekey",
+    "receiveddatetime",
+    "sentdatetime",
+    "hasattachments",
+    "bodypreview",
+    "parentfolderid",
+    "conversationid",
+    "conversationindex",
+    "isdraft",
+    "weblink",
+    "uniquebody",
 }
 
 
 def _recipients(value: Any, field: str) -> list[EmailAddress]:
     if not isinstance(value, list):
-        raise GraphError(400, "RequestBodyRead", f"Cannot convert the literal to the expected type for '{field}'.")
+        raise GraphError(
+            400,
+            "RequestBodyRead",
+            f"Cannot convert the literal to the expected type for '{field}'.",
+        )
     return [_recipient(v, field) for v in value]
 
 
@@ -420,12 +517,16 @@ def _recipient(value: Any, field: str) -> EmailAddress:
 
 
 def _apply_patch(box: Mailbox, msg: Message, payload: dict[str, Any]) -> None:
-    for key, value in payload.items():
+    for key in payload:
         low = key.lower()
         if key.startswith("@odata"):
             continue
         if low in _READ_ONLY:
-            raise GraphError(400, "ErrorInvalidPropertySet", f"The property '{key}' is read-only and cannot be set.")
+            raise GraphError(
+                400,
+                "ErrorInvalidPropertySet",
+                f"The property '{key}' is read-only and cannot be set.",
+            )
         if low in _DRAFT_ONLY and not msg.is_draft:
             raise GraphError(
                 400,
@@ -434,7 +535,9 @@ def _apply_patch(box: Mailbox, msg: Message, payload: dict[str, Any]) -> None:
             )
         if low not in _ALWAYS_UPDATABLE and low not in _DRAFT_ONLY:
             raise GraphError(
-                400, "RequestBodyRead", f"The property '{key}' does not exist on type 'microsoft.graph.message'. Make sure to only use property names that are defined by the type or mark the type as open type."
+                400,
+                "RequestBodyRead",
+                f"The property '{key}' does not exist on type 'microsoft.graph.message'. Make sure to only use property names that are defined by the type or mark the type as open type.",
             )
     for key, value in payload.items():
         low = key.lower()
@@ -464,7 +567,16 @@ def _apply_patch(box: Mailbox, msg: Message, payload: dict[str, Any]) -> None:
         elif low == "body":
             msg.body, msg.body_type = _body(value)
         elif low in ("torecipients", "ccrecipients", "bccrecipients", "replyto"):
-            setattr(msg, {"torecipients": "to", "ccrecipients": "cc", "bccrecipients": "bcc", "replyto": "reply_to"}[low], _recipients(value, key))
+            setattr(
+                msg,
+                {
+                    "torecipients": "to",
+                    "ccrecipients": "cc",
+                    "bccrecipients": "bcc",
+                    "replyto": "reply_to",
+                }[low],
+                _recipients(value, key),
+            )
         elif low in ("from", "sender"):
             setattr(msg, "from_" if low == "from" else "sender", _recipient(value, key))
         elif low == "internetmessageid":
@@ -492,7 +604,10 @@ def update_message(request: GraphRequest, state: EmulatorState) -> GraphResponse
         raise GraphError(400, "RequestBodyRead", "The request body must be a JSON object.")
     _apply_patch(box, msg, payload)
     view = _view(request)
-    return ok(message_json(view, msg, resolve_select(None, basic_only=False)), headers=_preference_headers(request))
+    return ok(
+        message_json(view, msg, resolve_select(None, basic_only=False)),
+        headers=_preference_headers(request),
+    )
 
 
 # Creating messages ---------------------------------------------------------------------
@@ -508,10 +623,16 @@ def _extended_time(props: dict[str, str], tag: str) -> datetime | None:
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
-        raise GraphError(400, "ErrorInvalidExtendedPropertyValue", f"Invalid value for extended property SystemTime {tag}.") from None
+        raise GraphError(
+            400,
+            "ErrorInvalidExtendedPropertyValue",
+            f"Invalid value for extended property SystemTime {tag}.",
+        ) from None
 
 
-def _create_from_json(request: GraphRequest, box: Mailbox, folder: Folder, payload: dict[str, Any]) -> Message:
+def _create_from_json(
+    request: GraphRequest, box: Mailbox, folder: Folder, payload: dict[str, Any]
+) -> Message:
     props: dict[str, str] = {}
     for prop in payload.get("singleValueExtendedProperties") or []:
         if not isinstance(prop, dict) or "id" not in prop or "value" not in prop:
@@ -522,14 +643,18 @@ def _create_from_json(request: GraphRequest, box: Mailbox, folder: Folder, paylo
         try:
             flags = int(props[MESSAGE_FLAGS])
         except ValueError:
-            raise GraphError(400, "ErrorInvalidExtendedPropertyValue", "Invalid value for Integer 0x0E07.") from None
+            raise GraphError(
+                400, "ErrorInvalidExtendedPropertyValue", "Invalid value for Integer 0x0E07."
+            ) from None
         is_draft = bool(flags & MF_UNSENT)
     headers: list[tuple[str, str]] = []
     for header in payload.get("internetMessageHeaders") or []:
         name = str(header.get("name", "")) if isinstance(header, dict) else ""
         if not name.lower().startswith("x-"):
             raise GraphError(
-                400, "InvalidInternetMessageHeader", f"The internet message header name '{name}' should start with 'x-' or 'X-'."
+                400,
+                "InvalidInternetMessageHeader",
+                f"The internet message header name '{name}' should start with 'x-' or 'X-'.",
             )
         headers.append((name, str(header.get("value", ""))))
     now = utcnow()
@@ -540,7 +665,10 @@ def _create_from_json(request: GraphRequest, box: Mailbox, folder: Folder, paylo
     from_ = _recipient(payload["from"], "from") if payload.get("from") else None
     attachments = []
     for i, att in enumerate(payload.get("attachments") or []):
-        if not isinstance(att, dict) or str(att.get("@odata.type", "")).lower() != "#microsoft.graph.fileattachment":
+        if (
+            not isinstance(att, dict)
+            or str(att.get("@odata.type", "")).lower() != "#microsoft.graph.fileattachment"
+        ):
             raise GraphError(400, "RequestBodyRead", "Only fileAttachment can be created inline.")
         try:
             content = base64.b64decode(str(att.get("contentBytes", "")), validate=True)
@@ -548,26 +676,42 @@ def _create_from_json(request: GraphRequest, box: Mailbox, folder: Folder, paylo
             raise GraphError(400, "RequestBodyRead", "contentBytes is not valid base64.") from None
         attachments.append(
             Attachment(
-                graph_id(immutable, "att", i, prefix=b"AAMkAGAT"), str(att.get("name") or "attachment"),
-                str(att.get("contentType") or "application/octet-stream"), content, "file",
-                bool(att.get("isInline", False)), att.get("contentId"),
+                graph_id(immutable, "att", i, prefix=b"AAMkAGAT"),
+                str(att.get("name") or "attachment"),
+                str(att.get("contentType") or "application/octet-stream"),
+                content,
+                "file",
+                bool(att.get("isInline", False)),
+                att.get("contentId"),
             )
         )
     msg = Message(
-        immutable_id=immutable, rest_id=rest, folder_id=folder.id,
-        internet_message_id=str(payload.get("internetMessageId") or f"<{immutable[-20:]}@emulator.local>"),
-        subject=str(payload.get("subject") or ""), from_=from_,
+        immutable_id=immutable,
+        rest_id=rest,
+        folder_id=folder.id,
+        internet_message_id=str(
+            payload.get("internetMessageId") or f"<{immutable[-20:]}@emulator.local>"
+        ),
+        subject=str(payload.get("subject") or ""),
+        from_=from_,
         sender=_recipient(payload["sender"], "sender") if payload.get("sender") else from_,
         to=_recipients(payload.get("toRecipients") or [], "toRecipients"),
         cc=_recipients(payload.get("ccRecipients") or [], "ccRecipients"),
         bcc=_recipients(payload.get("bccRecipients") or [], "bccRecipients"),
         reply_to=_recipients(payload.get("replyTo") or [], "replyTo"),
-        received=received, sent=sent, body=body, body_type=body_type, headers=headers,
+        received=received,
+        sent=sent,
+        body=body,
+        body_type=body_type,
+        headers=headers,
         attachments=attachments,
         categories=[str(c) for c in payload.get("categories") or []],
-        is_read=bool(payload.get("isRead", is_draft)), importance=str(payload.get("importance") or "normal"),
-        is_draft=is_draft, conversation_id=graph_id(payload.get("subject") or immutable, "conv"),
-        created=now, last_modified=now,
+        is_read=bool(payload.get("isRead", is_draft)),
+        importance=str(payload.get("importance") or "normal"),
+        is_draft=is_draft,
+        conversation_id=graph_id(payload.get("subject") or immutable, "conv"),
+        created=now,
+        last_modified=now,
     )
     return msg
 
@@ -580,7 +724,11 @@ def _create_message(request: GraphRequest, folder: Folder) -> GraphResponse:
         try:
             raw = base64.b64decode(request.body, validate=False)
         except binascii.Error:
-            raise GraphError(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.") from None
+            raise GraphError(
+                400,
+                "ErrorMimeContentInvalidBase64String",
+                "Invalid base64 string for MIME content.",
+            ) from None
         msg = message_from_rfc822(raw, box=box, folder_id=folder.id, received=utcnow())
         msg.is_draft = True
     else:
@@ -590,7 +738,11 @@ def _create_message(request: GraphRequest, folder: Folder) -> GraphResponse:
         msg = _create_from_json(request, box, folder, payload)
     box.add_message(msg)
     view = _view(request)
-    return ok(message_json(view, msg, resolve_select(None, basic_only=False)), status=201, headers=_preference_headers(request))
+    return ok(
+        message_json(view, msg, resolve_select(None, basic_only=False)),
+        status=201,
+        headers=_preference_headers(request),
+    )
 
 
 @ROUTER.add("POST", "users/{user}/messages", MAIL_WRITE, "mail")
@@ -609,20 +761,35 @@ def add_attachment(request: GraphRequest, state: EmulatorState) -> GraphResponse
     box = _box(request)
     msg = _message(box, request.params["message"])
     if not msg.is_draft:
-        raise GraphError(400, "ErrorInvalidOperation", "Attachments can only be added to draft messages.")
+        raise GraphError(
+            400, "ErrorInvalidOperation", "Attachments can only be added to draft messages."
+        )
     payload = request.json()
-    if not isinstance(payload, dict) or str(payload.get("@odata.type", "")).lower() != "#microsoft.graph.fileattachment":
+    if (
+        not isinstance(payload, dict)
+        or str(payload.get("@odata.type", "")).lower() != "#microsoft.graph.fileattachment"
+    ):
         raise GraphError(400, "RequestBodyRead", "Only fileAttachment is supported.")
     try:
         content = base64.b64decode(str(payload.get("contentBytes", "")), validate=True)
     except binascii.Error:
         raise GraphError(400, "RequestBodyRead", "contentBytes is not valid base64.") from None
     if len(content) > 3 * 1024 * 1024:
-        raise GraphError(413, "ErrorRequestEntityTooLarge", "Attachments larger than 3 MB need an upload session.")
+        raise GraphError(
+            413,
+            "ErrorRequestEntityTooLarge",
+            "Attachments larger than 3 MB need an upload session.",
+        )
     att = Attachment(
-        graph_id(msg.immutable_id, "att", len(msg.attachments), utcnow().timestamp(), prefix=b"AAMkAGAT"),
-        str(payload.get("name") or "attachment"), str(payload.get("contentType") or "application/octet-stream"),
-        content, "file", bool(payload.get("isInline", False)), payload.get("contentId"),
+        graph_id(
+            msg.immutable_id, "att", len(msg.attachments), utcnow().timestamp(), prefix=b"AAMkAGAT"
+        ),
+        str(payload.get("name") or "attachment"),
+        str(payload.get("contentType") or "application/octet-stream"),
+        content,
+        "file",
+        bool(payload.get("isInline", False)),
+        payload.get("contentId"),
     )
     msg.attachments.append(att)
     box.touch(msg)

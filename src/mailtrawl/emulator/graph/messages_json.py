@@ -63,7 +63,9 @@ _FIELDS: dict[str, Callable[[MessageView, Message], Any]] = {
     "isReadReceiptRequested": lambda v, m: False,
     "isRead": lambda v, m: m.is_read,
     "isDraft": lambda v, m: m.is_draft,
-    "webLink": lambda v, m: f"https://outlook.office365.com/owa/?ItemID={m.rest_id}&exvsurl=1&viewmodel=ReadMessageItem",
+    "webLink": lambda v, m: (
+        f"https://outlook.office365.com/owa/?ItemID={m.rest_id}&exvsurl=1&viewmodel=ReadMessageItem"
+    ),
     "inferenceClassification": lambda v, m: m.inference_classification,
     "body": lambda v, m: v.body(m),
     "uniqueBody": lambda v, m: v.body(m),
@@ -77,7 +79,9 @@ _FIELDS: dict[str, Callable[[MessageView, Message], Any]] = {
     "internetMessageHeaders": lambda v, m: [{"name": n, "value": val} for n, val in m.headers],
 }
 FIELD_NAMES = {name.lower(): name for name in _FIELDS}
-DEFAULT_FIELDS: tuple[str, ...] = tuple(n for n in _FIELDS if n not in ("uniqueBody", "internetMessageHeaders"))
+DEFAULT_FIELDS: tuple[str, ...] = tuple(
+    n for n in _FIELDS if n not in ("uniqueBody", "internetMessageHeaders")
+)
 # Mail.ReadBasic.All: everything but the body and its preview (and attachments, extended props).
 BODY_FIELDS = frozenset({"body", "bodyPreview", "uniqueBody"})
 
@@ -92,10 +96,14 @@ def resolve_select(select: list[str] | None, *, basic_only: bool) -> list[str]:
         name = FIELD_NAMES.get(raw.lower())
         if name is None:
             raise GraphError(
-                400, "RequestBroker--ParseUri", f"Could not find a property named '{raw}' on type 'microsoft.graph.message'."
+                400,
+                "RequestBroker--ParseUri",
+                f"Could not find a property named '{raw}' on type 'microsoft.graph.message'.",
             )
         if basic_only and name in BODY_FIELDS:
-            raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+            raise GraphError(
+                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+            )
         if name not in out:
             out.append(name)
     if "id" not in out:

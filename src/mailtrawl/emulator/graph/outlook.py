@@ -79,13 +79,21 @@ def update_category(request: GraphRequest, state: EmulatorState) -> GraphRespons
     for key, value in payload.items():
         if key == "color":
             if value not in CATEGORY_COLORS:
-                raise GraphError(400, "RequestBodyRead", f"Requested value '{value}' was not found.")
+                raise GraphError(
+                    400, "RequestBodyRead", f"Requested value '{value}' was not found."
+                )
             cat.color = value
         elif key == "displayName":
             # The name is the key messages refer to; Outlook does not let it change.
-            raise GraphError(400, "ErrorInvalidPropertySet", "The displayName of a category cannot be changed.")
+            raise GraphError(
+                400, "ErrorInvalidPropertySet", "The displayName of a category cannot be changed."
+            )
         else:
-            raise GraphError(400, "RequestBodyRead", f"The property '{key}' does not exist on type 'microsoft.graph.outlookCategory'.")
+            raise GraphError(
+                400,
+                "RequestBodyRead",
+                f"The property '{key}' does not exist on type 'microsoft.graph.outlookCategory'.",
+            )
     _box(request).pristine = False
     return ok(_category_json(cat))
 
@@ -101,7 +109,9 @@ def delete_category(request: GraphRequest, state: EmulatorState) -> GraphRespons
 
 # Inbox rules ------------------------------------------------------------------------------
 
-_RULE_FIELDS = frozenset({"displayName", "sequence", "isEnabled", "conditions", "actions", "exceptions"})
+_RULE_FIELDS = frozenset(
+    {"displayName", "sequence", "isEnabled", "conditions", "actions", "exceptions"}
+)
 
 
 def _rule_json(rule: dict[str, Any]) -> dict[str, Any]:
@@ -121,8 +131,14 @@ def _rule_json(rule: dict[str, Any]) -> dict[str, Any]:
 def _check_rule_fields(payload: dict[str, Any]) -> None:
     for key in payload:
         if key not in _RULE_FIELDS and not key.startswith("@odata"):
-            raise GraphError(400, "RequestBodyRead", f"The property '{key}' does not exist on type 'microsoft.graph.messageRule'.")
-    if "sequence" in payload and (not isinstance(payload["sequence"], int) or payload["sequence"] < 1):
+            raise GraphError(
+                400,
+                "RequestBodyRead",
+                f"The property '{key}' does not exist on type 'microsoft.graph.messageRule'.",
+            )
+    if "sequence" in payload and (
+        not isinstance(payload["sequence"], int) or payload["sequence"] < 1
+    ):
         raise bad_request("sequence must be a positive integer.", "ErrorInvalidRequest")
 
 
@@ -137,7 +153,9 @@ def _inbox_only(request: GraphRequest) -> None:
     box = _box(request)
     folder = box.folder(request.params["folder"])
     if folder is None or folder.id != box.well_known["inbox"]:
-        raise GraphError(400, "ErrorInvalidRequest", "Message rules are only supported on the Inbox folder.")
+        raise GraphError(
+            400, "ErrorInvalidRequest", "Message rules are only supported on the Inbox folder."
+        )
 
 
 @ROUTER.add("POST", "users/{user}/mailFolders/{folder}/messageRules", SETTINGS_WRITE, "mail")
@@ -167,7 +185,9 @@ def get_rule(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     return ok(_rule_json(_rule(request)))
 
 
-@ROUTER.add("PATCH", "users/{user}/mailFolders/{folder}/messageRules/{rule}", SETTINGS_WRITE, "mail")
+@ROUTER.add(
+    "PATCH", "users/{user}/mailFolders/{folder}/messageRules/{rule}", SETTINGS_WRITE, "mail"
+)
 def update_rule(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     rule = _rule(request)
     payload = _payload(request)
@@ -177,7 +197,9 @@ def update_rule(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     return ok(_rule_json(rule))
 
 
-@ROUTER.add("DELETE", "users/{user}/mailFolders/{folder}/messageRules/{rule}", SETTINGS_WRITE, "mail")
+@ROUTER.add(
+    "DELETE", "users/{user}/mailFolders/{folder}/messageRules/{rule}", SETTINGS_WRITE, "mail"
+)
 def delete_rule(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     rule = _rule(request)
     box = _box(request)

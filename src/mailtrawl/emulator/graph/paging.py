@@ -39,5 +39,9 @@ def skiptoken_offset(secret: bytes, token: str | None) -> int:
         return 0
     payload = decode_token(secret, token)
     if payload is None or not isinstance(payload.get("o"), int):
-        raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired and can no longer be included in your request.")
+        raise GraphError(
+            400,
+            "Directory_ExpiredPageToken",
+            "The specified page token value has expired and can no longer be included in your request.",
+        )
     return int(payload["o"])

@@ -1,0 +1,23 @@
+"""`make bench`: run every benchmark and write JSON into bench/results/."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench import emulator_bench
+from bench.common import write_result
+
+
+def main(argv: list[str]) -> int:
+    only = set(argv)
+    if not only or "emulator" in only:
+        result = emulator_bench.run()
+        path = write_result("emulator", result)
+        print(json.dumps(result, indent=2))
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
