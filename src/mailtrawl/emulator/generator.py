@@ -23,6 +23,37 @@ Deleted Items, and forwarded copies (the phish attached as message/rfc822 to an 
 forward). Background mail never carries a campaign's distinctive indicators, but it does
 carry near misses: genuine mail from the brands the campaigns imitate, similar subjects,
 the real partner whose domain a campaign mimics.
+
+Memory: background messages share one immutable empty list for empty cc, bcc, replyTo and
+categories (the emulator assigns new lists when it changes them; in-place mutation raises
+TypeError rather than changing every message), and compute `headers` on read.
+
+ground-truth.json
+=================
+
+```
+{"version": 1, "generator": {...the spec...}, "tenant": {"id", "domain"},
+ "summary": {"users", "mailboxes", "backgroundMessagesPerMailbox", "campaigns", "plantedMessages"},
+ "campaigns": [{
+   "id": "campaign-01", "index", "theme", "title", "techniques": [...], "hitRate", "start",
+   "perRecipient",                  # false: one broadcast Message-ID shared by all recipients
+   "indicators": {                  # distinctive: never present in background mail
+     "senderAddresses", "fromDomains" (ASCII/punycode), "fromDomainsUnicode", "displayNames",
+     "replyTo", "subjects" (decoded), "encodedSubjects" (as in the header), "urls" (as in the
+     decoded body), "urlDomains" (ASCII), "urlDomainsUnicode", "attachmentUrls",
+     "attachments": [{"names", "contentType", "size", "md5", "sha1", "sha256", "sha512"}],
+     "internetMessageIds" (direct and resent copies), "senderIps", "senderHosts",
+     "bodyKeywords"},
+   "nonDistinctive": {"displayNames"},   # e.g. a spoofed executive: legitimate mail has it too
+   "counts": {"mailboxes", "messages", "direct", "resend", "forwarded"},
+   "messages": [{"mailbox": UPN, "folder": well-known name, "internetMessageId", "immutableId",
+                 "variant": "direct" | "resend" | "forwarded", "received", "copy", "urls",
+                 "attachmentNames",
+                 "forwardedBy", "innerInternetMessageId"}]   # the last two for forwarded copies
+ }]}
+```
+A forwarded copy is an internal message (From: the colleague who forwarded it, Subject
+"FW: …") whose item attachment is the phish that colleague received.
 """
 
 from __future__ import annotations
@@ -48,6 +79,8 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any, ClassVar, Literal, NoReturn
+
+import orjson
 
 from mailtrawl.emulator.mime import (
     content_type_for,
@@ -690,7 +723,7 @@ _THEMES: tuple[_Theme, ...] = (
         forward_rate=0.1,
         max_copies=2,
         junk_share=0.15,
-        keywords=("Message ID: VM-$ref", "Play voicemail"),
+        keywords=("VM-$ref", "Play voicemail"),
         techniques=(
             "broadcast-same-message-id",
             "rfc2047-b-subject",
@@ -850,6 +883,7 @@ class PlannedCopy:
     received: datetime
     variant: Variant
     internet_message_id: str
+    ordinal: int = 0  # position of the (original) recipient among the campaign's targets
     forwarder: str | None = None  # user id whose copy was forwarded (variant "forwarded")
 
 
@@ -858,6 +892,14 @@ class PlannedCopy:
 _HEADERS_SLOT: Any = Message.__dict__["headers"]  # the slot the dataclass created
 # Sentinel stored in the slot: "compute internetMessageHeaders when read".
 _LAZY_HEADERS: list[tuple[str, str]] = []
+
+
+def _immutable_id(user_id: str, counter: int) -> str:
+    """The immutable id `Mailbox.new_item_ids()` hands out as item number `counter`.
+
+    Mirrors state.py so the ground truth needs no mailbox; tests check they agree.
+    """
+    return graph_id(user_id, "item", counter, prefix=b"AAkALgAA")
 
 
 def _server_name(key: int) -> str:
@@ -1180,9 +1222,8 @@ class GeneratedContent:
         entries: dict[int, list[dict[str, Any]]] = {c.index: [] for c in self.campaigns}
         for user_id, items in plan.items():
             person = self._by_id[user_id]
-            box = Mailbox(user_id=user_id, id_counter=k)
-            for item in items:
-                immutable_id, _rest = box.new_item_ids()
+            for position, item in enumerate(items, start=1):
+                immutable_id = _immutable_id(user_id, k + position)
                 campaign = self.campaigns[item.campaign]
                 entry: dict[str, Any] = {
                     "mailbox": person.upn,
@@ -1202,7 +1243,7 @@ class GeneratedContent:
                     )
                 url = self._campaign_url(campaign, source, item.copy)
                 entry["urls"] = [url] if url else []
-                name = self._attachment_name(campaign, source, item.copy)
+                name = self._attachment_name(campaign, item.ordinal, item.copy)
                 entry["attachmentNames"] = [name] if name else []
                 entries[item.campaign].append(entry)
         campaigns = []
@@ -1645,14 +1686,13 @@ class GeneratedContent:
             local = _hex(32, self.spec.seed, "mid", campaign.index, copy)
         return f"<{local}@{campaign.sender_host}>"
 
-    def _attachment_name(self, campaign: Campaign, person: _Person, copy: int) -> str | None:
+    def _attachment_name(self, campaign: Campaign, ordinal: int, copy: int) -> str | None:
+        """Same bytes, different names: the name rotates over recipients (and resends)."""
         names = campaign.attachment_names
         if not names:
             return None
         if campaign.per_recipient:
-            return names[
-                _int(self.spec.seed, "name", campaign.index, person.user_id, copy) % len(names)
-            ]
+            return names[(ordinal + copy) % len(names)]
         return names[copy % len(names)]
 
     def _make_plan(self) -> dict[str, tuple[PlannedCopy, ...]]:
@@ -1661,14 +1701,19 @@ class GeneratedContent:
         plans: dict[str, list[PlannedCopy]] = {}
         latest = spec.epoch - timedelta(minutes=5)
         for campaign in self.campaigns:
-            scores = [(_unit(spec.seed, "hit", campaign.index, p.user_id), p) for p in targets]
+            # One random stream per campaign, drawn in user order: cheap for large tenants.
+            rng = random.Random(_int(spec.seed, "plan", campaign.index))
+            scores = [(rng.random(), p) for p in targets]
             hits = [p for score, p in scores if score < campaign.hit_rate]
-            if not hits and scores:
-                hits = [min(scores, key=lambda pair: pair[0])[1]]
+            if len(hits) < min(3, len(scores)):
+                # Tiny tenants: still enough recipients to show every variant.
+                ranked = [p for _score, p in sorted(scores, key=lambda pair: pair[0])[:3]]
+                hits = [p for p in targets if p in ranked]
             firsts: list[PlannedCopy] = []
-            for person in hits:
-                rng = random.Random(_int(spec.seed, "copies", campaign.index, person.user_id))
+            for ordinal, person in enumerate(hits):
                 copies = 1 + sum(rng.random() < 0.35 for _ in range(campaign.max_copies - 1))
+                if ordinal == 0 and campaign.max_copies > 1:
+                    copies = max(copies, 2)  # every resending campaign shows a resend
                 when = campaign.start + timedelta(seconds=rng.randrange(4 * 3600))
                 for copy in range(copies):
                     if copy:
@@ -1687,6 +1732,7 @@ class GeneratedContent:
                         received=min(when, latest),
                         variant="direct" if copy == 0 else "resend",
                         internet_message_id=self._campaign_message_id(campaign, person, copy),
+                        ordinal=ordinal,
                     )
                     plans.setdefault(person.user_id, []).append(planned)
                     if copy == 0:
@@ -1718,6 +1764,7 @@ class GeneratedContent:
                             received=min(first.received + timedelta(seconds=delay), latest),
                             variant="forwarded",
                             internet_message_id=outer_id,
+                            ordinal=first.ordinal,
                             forwarder=first.recipient,
                         )
                     )
@@ -1764,7 +1811,9 @@ class GeneratedContent:
     def _planted_message(self, box: Mailbox, person: _Person, planned: PlannedCopy) -> Message:
         campaign = self.campaigns[planned.campaign]
         if planned.forwarder is None:
-            raw = self.campaign_rfc822(campaign, person, planned.copy, planned.received)
+            raw = self._campaign_rfc822(
+                campaign, person, planned.copy, planned.received, planned.ordinal
+            )
         else:
             forwarder = self._by_id[planned.forwarder]
             inner_received = next(
@@ -1772,16 +1821,22 @@ class GeneratedContent:
                 for p in self.plan()[forwarder.user_id]
                 if p.campaign == campaign.index and p.copy == planned.copy and p.forwarder is None
             )
-            inner = self.campaign_rfc822(campaign, forwarder, planned.copy, inner_received)
+            inner = self._campaign_rfc822(
+                campaign, forwarder, planned.copy, inner_received, planned.ordinal
+            )
             raw = self._forward_rfc822(campaign, forwarder, person, planned, inner)
         message = message_from_rfc822(
             raw, box=box, folder_id=box.well_known[planned.folder], received=planned.received
         )
         message.inference_classification = "other" if planned.folder == "junkemail" else "focused"
+        shared = campaign.attachment_content
+        for attachment in message.attachments:
+            if shared is not None and attachment.content == shared:
+                attachment.content = shared  # one bytes object for every copy (memory)
         return message
 
-    def campaign_rfc822(
-        self, campaign: Campaign, person: _Person, copy: int, received: datetime
+    def _campaign_rfc822(
+        self, campaign: Campaign, person: _Person, copy: int, received: datetime, ordinal: int
     ) -> bytes:
         """The raw message of one campaign copy as delivered to `person`."""
         theme = _THEMES[campaign.index % len(_THEMES)]
@@ -1851,7 +1906,7 @@ class GeneratedContent:
         body_headers, body = self._campaign_body(theme, values, boundary)
         parts_headers = body_headers
         payload = body
-        name = self._attachment_name(campaign, person, copy)
+        name = self._attachment_name(campaign, ordinal, copy)
         if name and campaign.attachment_content is not None and campaign.attachment_type:
             mixed = f"{boundary}_mixed"
             attachment = (
@@ -2244,10 +2299,9 @@ class GenerationSummary:
 
 
 def _write_json(path: Path, document: Any) -> None:
+    """Write JSON atomically (readers never see half a file); orjson keeps large tenants fast."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(document, handle, ensure_ascii=False, indent=1, sort_keys=False)
-        handle.write("\n")
+    tmp.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     tmp.replace(path)
 
 

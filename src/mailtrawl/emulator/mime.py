@@ -458,6 +458,7 @@ _OUT_POLICY = _SafePolicy(linesep="\r\n", refold_source="none", max_line_length=
 _BOUNDARY_WORD = re.compile(rb"(?i)boundary")
 _MESSAGE_WORD = re.compile(rb"(?i)content-type[ \t]*:[ \t]*message/")
 _HEADER_CT = re.compile(rb"(?im)^content-type[ \t]*:[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
+_LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
 _BOUNDARY_PARAM = re.compile(rb'(?i)boundary[ \t]*=[ \t]*(?:"([^"\r\n]*)"|([^;\s]+))')
 
 
@@ -487,12 +488,12 @@ def _limit_nesting(raw: bytes) -> bytes:
     block: list[bytes] = []
     block_size = 0
     block_start = 0
-    pos = 0
-    size = len(raw)
-    while pos < size:
-        end = raw.find(b"\n", pos)
-        nxt = size if end < 0 else end + 1
-        line = raw[pos:nxt].rstrip(b"\r\n")
+    # Lines end in CRLF, LF or a bare CR: the parser accepts all three, so must this scan.
+    for match in _LINE.finditer(raw):
+        pos, nxt = match.start(), match.end()
+        if pos == nxt:
+            break
+        line = match.group(1)
         if in_headers:
             if not line.strip():
                 kind, boundary = _classify(b"\n".join(block))
@@ -519,7 +520,6 @@ def _limit_nesting(raw: bytes) -> bytes:
                 if token == boundary + b"--":
                     del stack[index:]
                     break
-        pos = nxt
     return raw
 
 

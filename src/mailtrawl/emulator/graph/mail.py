@@ -27,7 +27,7 @@ from mailtrawl.emulator.graph.messages_json import (
     message_json,
     resolve_select,
 )
-from mailtrawl.emulator.mime import message_from_rfc822, rfc822_from_message
+from mailtrawl.emulator.mime import conversation_id_for, message_from_rfc822, rfc822_from_message
 from mailtrawl.emulator.query.kql import compile_search, parse_search
 from mailtrawl.emulator.query.odata import (
     QueryError,
