@@ -19,7 +19,10 @@ async def app(
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(BODY)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": BODY})

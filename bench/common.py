@@ -25,7 +25,11 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     payload = {
         "benchmark": name,
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "python": platform.python_version(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        },
         **payload,
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
@@ -70,11 +74,20 @@ def ensure_wrk() -> str | None:
     if found:
         return found
     try:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True, timeout=300)  # noqa: S607
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True, timeout=300
+        )
     except (OSError, subprocess.SubprocessError):
         try:
-            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=300)  # noqa: S607
-            subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True, timeout=300)  # noqa: S607
+            subprocess.run(
+                ["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=300
+            )
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", "wrk"],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
         except (OSError, subprocess.SubprocessError):
             return None
     return shutil.which("wrk")
@@ -86,12 +99,16 @@ _WRK_TOTAL = re.compile(r"(\d+) requests in")
 _WRK_LAT = re.compile(r"Latency\s+([\d.]+)(us|ms|s)")
 
 
-def run_wrk(wrk: str, url: str, *, seconds: int, connections: int, threads: int, script: Path | None = None) -> dict[str, Any]:
+def run_wrk(
+    wrk: str, url: str, *, seconds: int, connections: int, threads: int, script: Path | None = None
+) -> dict[str, Any]:
     args = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         args += ["-s", str(script)]
     args.append(url)
-    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=seconds + 60).stdout  # noqa: S603
+    out = subprocess.run(
+        args, check=True, capture_output=True, text=True, timeout=seconds + 60
+    ).stdout
     rps = float(_WRK_RPS.search(out).group(1)) if _WRK_RPS.search(out) else 0.0
     total = int(_WRK_TOTAL.search(out).group(1)) if _WRK_TOTAL.search(out) else 0
     non2xx = int(_WRK_NON2XX.search(out).group(1)) if _WRK_NON2XX.search(out) else 0
@@ -100,4 +117,9 @@ def run_wrk(wrk: str, url: str, *, seconds: int, connections: int, threads: int,
     if lat:
         value, unit = float(lat.group(1)), lat.group(2)
         latency_ms = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-    return {"requests_per_second": rps, "requests": total, "non_2xx": non2xx, "mean_latency_ms": latency_ms}
+    return {
+        "requests_per_second": rps,
+        "requests": total,
+        "non_2xx": non2xx,
+        "mean_latency_ms": latency_ms,
+    }

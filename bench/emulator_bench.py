@@ -40,14 +40,22 @@ async def _touch_all(
         queue.put_nowait(uid)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     started = time.perf_counter()
-    async with httpx.AsyncClient(verify=emu.verify, trust_env=False, limits=limits, timeout=60,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with httpx.AsyncClient(
+        verify=emu.verify,
+        trust_env=False,
+        limits=limits,
+        timeout=60,
+        headers={"Authorization": f"Bearer {token}"},
+    ) as client:
 
         async def worker() -> None:
             while not queue.empty():
                 uid = queue.get_nowait()
                 for _ in range(10):
-                    r = await client.get(f"{emu.graph}/users/{uid}/mailFolders/inbox/messages", params={"$top": "5", "$select": "subject"})
+                    r = await client.get(
+                        f"{emu.graph}/users/{uid}/mailFolders/inbox/messages",
+                        params={"$top": "5", "$select": "subject"},
+                    )
                     if r.status_code == 200:
                         answered.add(uid)
                     if r.status_code in (200, 404):
@@ -88,7 +96,9 @@ def run(*, users: int = 10_000, messages: int = 100, seconds: int = 10) -> dict[
     generate_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    emu = EmulatorProcess.start(tenant_dir=tenant_dir, state_dir=work / "state", http=True, timeout=120)
+    emu = EmulatorProcess.start(
+        tenant_dir=tenant_dir, state_dir=work / "state", http=True, timeout=120
+    )
     start_s = time.perf_counter() - t0
     result: dict[str, Any] = {"tenant": {"users": users, "messages_per_mailbox": messages}}
     try:
@@ -107,13 +117,38 @@ def run(*, users: int = 10_000, messages: int = 100, seconds: int = 10) -> dict[
         throughput: dict[str, Any] = {}
         wrk = ensure_wrk()
         if wrk:
-            script = _wrk_script(work / "list.lua", token, [f"/v1.0/users/{upn}/messages?$top=5&$select=subject,from" for uid, upn in ids if uid in with_mailbox][:1000])
+            script = _wrk_script(
+                work / "list.lua",
+                token,
+                [
+                    f"/v1.0/users/{upn}/messages?$top=5&$select=subject,from"
+                    for uid, upn in ids
+                    if uid in with_mailbox
+                ][:1000],
+            )
             base = emu.info["authority_host"]
-            emulator_run = run_wrk(wrk, base + "/", seconds=seconds, connections=32, threads=1, script=script)
+            emulator_run = run_wrk(
+                wrk, base + "/", seconds=seconds, connections=32, threads=1, script=script
+            )
             port = _free_port()
-            baseline = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", "127.0.0.1", "--port", str(port),
-                 "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"],
+            baseline = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "bench.baseline_app:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--http",
+                    "httptools",
+                    "--loop",
+                    "uvloop",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
                 cwd=Path(__file__).parent.parent,
             )
             try:
@@ -123,7 +158,9 @@ def run(*, users: int = 10_000, messages: int = 100, seconds: int = 10) -> dict[
                         break
                     except httpx.TransportError:
                         time.sleep(0.1)
-                baseline_run = run_wrk(wrk, f"http://127.0.0.1:{port}/", seconds=seconds, connections=32, threads=1)
+                baseline_run = run_wrk(
+                    wrk, f"http://127.0.0.1:{port}/", seconds=seconds, connections=32, threads=1
+                )
             finally:
                 baseline.terminate()
                 baseline.wait(10)
@@ -131,8 +168,11 @@ def run(*, users: int = 10_000, messages: int = 100, seconds: int = 10) -> dict[
                 "endpoint": "GET /v1.0/users/{upn}/messages?$top=5&$select=subject,from over 1,000 mailboxes",
                 "emulator": emulator_run,
                 "baseline_bare_asgi": baseline_run,
-                "ratio_to_baseline": round(emulator_run["requests_per_second"] / baseline_run["requests_per_second"], 3)
-                if baseline_run["requests_per_second"] else None,
+                "ratio_to_baseline": round(
+                    emulator_run["requests_per_second"] / baseline_run["requests_per_second"], 3
+                )
+                if baseline_run["requests_per_second"]
+                else None,
                 "target_requests_per_second": 1000,
                 "meets_target": emulator_run["requests_per_second"] >= 1000,
             }

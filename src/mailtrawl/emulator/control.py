@@ -421,9 +421,10 @@ def _apps(state: EmulatorState, method: str, parts: list[str], payload: Any) -> 
         )
         return 201, _secret_json(secret, reveal=True)
     if len(rest) == 3 and rest[0] == "secrets" and rest[2] == "expire" and method == "POST":
-        secret = next((s for s in app.secrets if s.id == rest[1]), None)
-        if secret is None:
+        found = next((s for s in app.secrets if s.id == rest[1]), None)
+        if found is None:
             raise ControlError(404, "no such secret")
+        secret = found
         secret.expires = state.now() - timedelta(seconds=1)
         return 200, _secret_json(secret)
     if len(rest) == 2 and rest[0] == "secrets" and method == "DELETE":

@@ -27,7 +27,8 @@ class ResettableHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {"mailtrawl.reset": self._reset}  # type: ignore[typeddict-unknown-key]
+        extensions: dict[str, Any] = {"mailtrawl.reset": self._reset}
+        self.scope["extensions"] = extensions
 
     def _reset(self) -> None:
         sock = self.transport.get_extra_info("socket")

@@ -73,7 +73,7 @@ def _validate(payload: Any) -> list[dict[str, Any]]:
                 raise _invalid(
                     f"Request '{rid}' depends on '{dep}', which is not an earlier request in the batch."
                 )
-    return requests
+    return list(requests)
 
 
 def _sub_request(outer: GraphRequest, item: dict[str, Any]) -> GraphRequest:

@@ -40,6 +40,7 @@ from mailtrawl.emulator.query.odata import (
 from mailtrawl.emulator.runtime import EmulatorState
 from mailtrawl.emulator.state import (
     Attachment,
+    BodyType,
     EmailAddress,
     Folder,
     Mailbox,
@@ -420,6 +421,10 @@ def copy_message(request: GraphRequest, state: EmulatorState) -> GraphResponse:
 
 @ROUTER.add("DELETE", "users/{user}/messages/{message}", MAIL_WRITE, "mail")
 def delete_message(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    return _soft_delete(request)
+
+
+def _soft_delete(request: GraphRequest) -> GraphResponse:
     box = _box(request)
     msg = _message(box, request.params["message"])
     deletions = box.well_known["recoverableitemsdeletions"]
@@ -435,7 +440,7 @@ def delete_folder_message(request: GraphRequest, state: EmulatorState) -> GraphR
     _message(
         _box(request), request.params["message"], _folder(_box(request), request.params["folder"])
     )
-    return delete_message(request, state)
+    return _soft_delete(request)
 
 
 @ROUTER.add("POST", "users/{user}/messages/{message}/permanentDelete", MAIL_WRITE, "mail")
@@ -586,13 +591,13 @@ def _apply_patch(box: Mailbox, msg: Message, payload: dict[str, Any]) -> None:
     box.touch(msg)
 
 
-def _body(value: Any) -> tuple[str, Any]:
+def _body(value: Any) -> tuple[str, BodyType]:
     if not isinstance(value, dict):
         raise GraphError(400, "RequestBodyRead", "body must be an itemBody object.")
     content_type = str(value.get("contentType", "text")).lower()
     if content_type not in ("text", "html"):
         raise GraphError(400, "RequestBodyRead", "body.contentType must be text or html.")
-    return str(value.get("content", "")), content_type
+    return str(value.get("content", "")), "html" if content_type == "html" else "text"
 
 
 @ROUTER.add("PATCH", "users/{user}/messages/{message}", MAIL_WRITE, "mail")
@@ -709,7 +714,7 @@ def _create_from_json(
         is_read=bool(payload.get("isRead", is_draft)),
         importance=str(payload.get("importance") or "normal"),
         is_draft=is_draft,
-        conversation_id=graph_id(payload.get("subject") or immutable, "conv"),
+        conversation_id=conversation_id_for(str(payload.get("subject") or "")),
         created=now,
         last_modified=now,
     )

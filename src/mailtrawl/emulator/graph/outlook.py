@@ -145,7 +145,7 @@ def _check_rule_fields(payload: dict[str, Any]) -> None:
 @ROUTER.add("GET", "users/{user}/mailFolders/{folder}/messageRules", SETTINGS_READ, "mail")
 def list_rules(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     _inbox_only(request)
-    rules = sorted(_box(request).message_rules, key=lambda r: int(r["sequence"]))
+    rules = sorted(_box(request).message_rules, key=lambda r: int(str(r["sequence"])))
     return ok({"value": [_rule_json(r) for r in rules]})
 
 
