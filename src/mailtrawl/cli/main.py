@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from mailtrawl import __version__
+from mailtrawl.cli.db import db_app
+from mailtrawl.cli.doctor import doctor_app
 from mailtrawl.cli.emulator import emulator_app
+from mailtrawl.cli.keys import keys_app
 
 app = typer.Typer(
     name="mailtrawl",
@@ -14,6 +17,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(emulator_app, name="emulator")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(doctor_app, name="doctor")
 
 
 def _version(value: bool) -> None:

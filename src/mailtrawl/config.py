@@ -1,0 +1,153 @@
+"""Settings: one pydantic-settings model, read from arguments, `MAILTRAWL_*` variables and TOML.
+
+Precedence, highest first: keyword arguments to `load_settings`, environment variables
+(`MAILTRAWL_DATABASE_URL`, ...), the TOML file, then the defaults below. The TOML file is the
+one named by `MAILTRAWL_CONFIG`, else `$MAILTRAWL_HOME/mailtrawl.toml` when it exists; its keys
+are the field names (`database_url = "postgresql://..."`).
+
+Nothing here touches the disk or the network at import; `load_settings()` reads the TOML file
+and the environment, and never creates anything.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from mailtrawl.errors import ConfigError
+
+ENV_PREFIX = "MAILTRAWL_"
+DEFAULT_HOME = "~/.mailtrawl"
+TOML_NAME = "mailtrawl.toml"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _home_from(value: object) -> Path:
+    return Path(str(value)).expanduser().absolute()
+
+
+class Settings(BaseSettings):
+    """The effective settings of one mailtrawl process (server, worker or CLI)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        # Unknown keys in the TOML file are typos more often than not: say so.
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    # The TOML file these settings were read from; set through MAILTRAWL_CONFIG.
+    config: Path | None = None
+    home: Path = Field(default=Path(DEFAULT_HOME), description="Where mailtrawl keeps its files.")
+    database_url: str = Field(
+        default_factory=lambda data: f"sqlite:///{data['home']}/mailtrawl.db",
+        description="SQLAlchemy URL; postgresql:// selects PostgreSQL through psycopg 3.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Encryption key(s) for stored credentials, comma-separated, newest first.",
+    )
+    secret_key_file: Path = Field(
+        default_factory=lambda data: data["home"] / "secret.key",
+        description="Key file used when secret_key is not set; created on first run (0600).",
+    )
+    log_level: LogLevel = "INFO"
+    # Later issues add their settings below (server bind address, worker limits, ...).
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _expand_home(cls, value: object) -> Path:
+        return _home_from(value)
+
+    @field_validator("config", "secret_key_file", mode="after")
+    @classmethod
+    def _expand_path(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then environment, then the TOML file; no .env or secrets directory."""
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the TOML file that the higher-priority sources point at."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # pragma: no cover - __call__ is overridden
+
+    def _path(self) -> tuple[Path | None, bool]:
+        """The file to read and whether it must exist (it must when named explicitly)."""
+        state = self.current_state
+        if state.get("config"):
+            return _home_from(state["config"]), True
+        home = _home_from(state.get("home") or DEFAULT_HOME)
+        return home / TOML_NAME, False
+
+    def __call__(self) -> dict[str, Any]:
+        path, required = self._path()
+        if path is None:
+            return {}
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            if required:
+                raise ConfigError(
+                    f"The configuration file {path} does not exist; "
+                    "create it, or unset MAILTRAWL_CONFIG to use the defaults."
+                ) from None
+            return {}
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"Cannot read {path}: {exc}. Fix the file and try again.") from None
+        # The file cannot redirect itself to another file.
+        data.pop("config", None)
+        return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the effective settings; keyword arguments win over environment and TOML.
+
+    Raises `ConfigError` with a sentence naming the offending setting when a value is invalid.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise ConfigError(
+            f"Invalid settings ({problems}). Fix the {ENV_PREFIX}* environment variables or "
+            "the TOML file and try again."
+        ) from None
+
+
+def settings_env_names() -> list[str]:
+    """The environment variable name of every setting, for help texts and `doctor`."""
+    return [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+
+
+__all__ = ["LogLevel", "Settings", "load_settings", "settings_env_names"]

@@ -1,0 +1,1 @@
+"""Alembic migration environment, shipped as package data and run by `mailtrawl db upgrade`."""
