@@ -5,10 +5,13 @@ from __future__ import annotations
 import typer
 
 from mailtrawl import __version__
+from mailtrawl.cli.config import config_app
 from mailtrawl.cli.db import db_app
 from mailtrawl.cli.doctor import doctor_app
 from mailtrawl.cli.emulator import emulator_app
 from mailtrawl.cli.keys import keys_app
+from mailtrawl.cli.serve import serve
+from mailtrawl.cli.tokens import tokens_app
 
 app = typer.Typer(
     name="mailtrawl",
@@ -20,6 +23,9 @@ app.add_typer(emulator_app, name="emulator")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(doctor_app, name="doctor")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(config_app, name="config")
+app.command("serve")(serve)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,41 @@
+"""The FastAPI application: the REST API under /api/v1 (OpenAPI at /api/docs)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from mailtrawl import __version__
+from mailtrawl.config import Settings, load_settings
+from mailtrawl.storage.engine import make_engine, make_session_factory
+from mailtrawl.storage.migrate import upgrade_to_head
+from mailtrawl.storage.secrets import open_secret_box
+from mailtrawl.web.deps import AppContext
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application: migrate the database, open the key ring, mount the routers."""
+    from mailtrawl.configurations.router import router as configurations_router
+
+    settings = settings or load_settings()
+    engine = make_engine(settings)
+    upgrade_to_head(settings, engine=engine)
+    ctx = AppContext(
+        settings=settings, sessions=make_session_factory(engine), box=open_secret_box(settings)
+    )
+    app = FastAPI(
+        title="mailtrawl",
+        version=__version__,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(configurations_router)
+
+    @api.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(api)
+    return app
