@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
@@ -119,14 +118,16 @@ def serve(
     if tenant is None:
         from mailtrawl.emulator.generator import generate as run_generate
 
-        tenant = Path(tempfile.mkdtemp(prefix="tenant-", dir=state_root))
-        run_generate(
-            tenant,
-            users=users,
-            messages_per_mailbox=messages_per_mailbox,
-            campaigns=campaigns,
-            seed=seed,
-        )
+        # Generation is deterministic: the same parameters reuse the same directory.
+        tenant = state_root / f"generated-u{users}-m{messages_per_mailbox}-c{campaigns}-s{seed}"
+        if not (tenant / "tenant.json").exists():
+            run_generate(
+                tenant,
+                users=users,
+                messages_per_mailbox=messages_per_mailbox,
+                campaigns=campaigns,
+                seed=seed,
+            )
     elif not (tenant / "tenant.json").exists():
         typer.echo(f"error: {tenant / 'tenant.json'} not found", err=True)
         raise typer.Exit(2)
