@@ -82,6 +82,9 @@ class GraphRequest:
     user: User | None = None
     mailbox: Mailbox | None = None
     in_batch: bool = False
+    # For statistics: the matched route ("GET /users/{user}/messages") and the mailbox's UPN.
+    label: str = ""
+    mailbox_key: str = ""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -157,12 +160,11 @@ class Router:
     def add(
         self, method: str, pattern: str, roles: frozenset[str], kind: str
     ) -> Callable[[Handler], Handler]:
-        segments = tuple(
-            s if s.startswith("{") else s.lower() for s in pattern.strip("/").split("/")
-        )
+        written = pattern.strip("/")
+        segments = tuple(s if s.startswith("{") else s.lower() for s in written.split("/"))
 
         def register(handler: Handler) -> Handler:
-            route = Route(method, segments, handler, roles, kind, f"{method} /{'/'.join(segments)}")
+            route = Route(method, segments, handler, roles, kind, f"{method} /{written}")
             self._by_length.setdefault(len(segments), []).append(route)
             return handler
 
@@ -316,20 +318,18 @@ async def dispatch(request: GraphRequest, state: EmulatorState) -> GraphResponse
     stats.total += 1
     stats.in_flight += 1
     stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
-    label = f"{request.method} ?"
-    mailbox_key = ""
     try:
-        response, label, mailbox_key = await _dispatch(request, state)
+        response = await _dispatch(request, state)
     except GraphError as err:
         response = GraphResponse(
             err.status, err.body(request.request_id, request.client_request_id), dict(err.headers)
         )
     finally:
         stats.in_flight -= 1
-    stats.by_endpoint[label] += 1
+    stats.by_endpoint[request.label or f"{request.method} (unknown path)"] += 1
     stats.by_status[response.status] += 1
-    if mailbox_key:
-        stats.by_mailbox[mailbox_key] += 1
+    if request.mailbox_key:
+        stats.by_mailbox[request.mailbox_key] += 1
     if request.app_id:
         stats.by_app[request.app_id] += 1
     if response.status == 429:
@@ -343,7 +343,7 @@ async def dispatch(request: GraphRequest, state: EmulatorState) -> GraphResponse
     return response
 
 
-async def _dispatch(request: GraphRequest, state: EmulatorState) -> tuple[GraphResponse, str, str]:
+async def _dispatch(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     path = request.path
     if not path.lower().startswith("/v1.0/") and path.lower() != "/v1.0":
         raise GraphError(400, "BadRequest", "Invalid version.")
@@ -364,6 +364,7 @@ async def _dispatch(request: GraphRequest, state: EmulatorState) -> tuple[GraphR
         first = segments[-1] if segments else ""
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{first}'.")
     request.params = params
+    request.label = route.label
     _authenticate(request, state)
     retry = state.throttle.app_rate(request.app_id)
     if retry is not None:
@@ -372,10 +373,11 @@ async def _dispatch(request: GraphRequest, state: EmulatorState) -> tuple[GraphR
         raise access_denied() if route.kind == "mail" else directory_denied()
     if route.kind != "mail":
         await _inject(request, state)
-        return await _call(route, request, state), route.label, ""
+        return await _call(route, request, state)
+    request.mailbox_key = params["user"].lower()
     user = resolve_user_for_mail(request, state, params["user"])
     request.user = user
-    key = user.user_principal_name
+    request.mailbox_key = user.user_principal_name
     refused, reason = state.throttle.acquire(request.app_id, user.id)
     if refused is not None:
         message = (
@@ -389,7 +391,7 @@ async def _dispatch(request: GraphRequest, state: EmulatorState) -> tuple[GraphR
         state.stats.peak_mailbox_in_flight = max(state.stats.peak_mailbox_in_flight, inflight)
         await _inject(request, state)
         request.mailbox = state.mailbox(user)
-        return await _call(route, request, state), route.label, key
+        return await _call(route, request, state)
     finally:
         state.throttle.release(request.app_id, user.id)
 
