@@ -134,7 +134,7 @@ def _failed_dependency(rid: str) -> dict[str, Any]:
     }
 
 
-@ROUTER.add("POST", "$batch", frozenset(), "none")
+@ROUTER.add("POST", "$batch", frozenset(), "batch")
 async def run_batch(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     items = _validate(request.json())
     state.stats.batches += 1

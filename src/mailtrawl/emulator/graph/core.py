@@ -148,7 +148,7 @@ class Route:
     handler: Handler
     roles: frozenset[str]
     # "mail": Outlook endpoint on /users/{user}/…: mailbox resolution, access policy, limits.
-    # "directory": users/groups endpoints (directory errors). "none": no role needed.
+    # "directory": users/groups endpoints (directory errors). "batch": the $batch envelope.
     kind: str
     label: str
 
@@ -372,7 +372,8 @@ async def _dispatch(request: GraphRequest, state: EmulatorState) -> GraphRespons
     if route.roles and not (request.roles & route.roles):
         raise access_denied() if route.kind == "mail" else directory_denied()
     if route.kind != "mail":
-        await _inject(request, state)
+        # A batch envelope is not failed as a whole: its sub-requests draw faults one by one.
+        await _inject(request, state, failures=route.kind != "batch")
         return await _call(route, request, state)
     request.mailbox_key = params["user"].lower()
     user = resolve_user_for_mail(request, state, params["user"])
@@ -403,12 +404,12 @@ async def _call(route: Route, request: GraphRequest, state: EmulatorState) -> Gr
     return await result
 
 
-async def _inject(request: GraphRequest, state: EmulatorState) -> None:
+async def _inject(request: GraphRequest, state: EmulatorState, *, failures: bool = True) -> None:
     """Latency, then (by chance) a fault, as configured."""
     faults = state.settings.faults
     if faults.latency_ms or faults.jitter_ms:
         await asyncio.sleep((faults.latency_ms + state.rng.uniform(0, faults.jitter_ms)) / 1000)
-    if not faults.any_failure:
+    if not failures or not faults.any_failure:
         return
     roll = state.rng.random()
     edge = faults.rate_429
