@@ -277,7 +277,10 @@ def test_message_search_kql_and_its_rules(emulator: EmulatorProcess, graph: http
         return [m["subject"] for m in response.json()["value"]]
 
     # A prefix of a word matches; a piece from inside a word does not.
-    assert set(search("subject:invoic")) == {"Quarterly invoice", "Overdue invoice – action required"}
+    assert set(search("subject:invoic")) == {
+        "Quarterly invoice",
+        "Overdue invoice – action required",
+    }
     assert search("subject:voice") == []
     assert search("from:billing@fabrikam.example") == ["Quarterly invoice"]
     assert search("body:wire AND attachment:report") == ["Quarterly invoice"]
