@@ -81,10 +81,10 @@ def test_serve_refuses_a_non_loopback_address(tmp_path: Path) -> None:
             "--tenant",
             str(tenant),
             "--host",
-            "0.0.0.0",
+            "0.0.0.0",  # noqa: S104 - the address being refused
             "--state-dir",
             str(tmp_path),
         ],
-    )  # noqa: S104
+    )
     assert result.exit_code != 0
     assert "loopback" in str(result.output) + str(result.exception)
