@@ -1,0 +1,1 @@
+"""Mail platforms behind one interface (`base.Provider`); `registry` creates them by name."""

@@ -1,0 +1,862 @@
+"""The Microsoft 365 provider: the `Provider` interface over Microsoft Graph."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+
+from mailtrawl.core import (
+    Action,
+    ActionKind,
+    ActionResult,
+    AttachmentContent,
+    Body,
+    ChangeBatch,
+    EmailAddress,
+    FetchedMessage,
+    Header,
+    MailboxRef,
+    MessageMeta,
+    MessageParts,
+    MessageRef,
+    NewMessage,
+    Scope,
+    ScopeKind,
+    ScopeResolution,
+    ServerQuery,
+    SkippedMailbox,
+    SkipReason,
+    domain_authorized,
+)
+from mailtrawl.errors import MailboxUnavailable, NotFound, ProviderError
+from mailtrawl.providers.base import Capabilities, CategoryChange, CheckReport
+from mailtrawl.providers.errors import (
+    AccessPolicyBlocked,
+    CursorExpired,
+    MailboxNotAuthorized,
+    OutcomeUnknown,
+    RequestRejected,
+)
+from mailtrawl.providers.graph.auth import CLOUDS, CloudEndpoints, Credential, TokenSource
+from mailtrawl.providers.graph.client import (
+    IMMUTABLE_IDS,
+    JSON,
+    BatchRequest,
+    GraphClient,
+    segment,
+)
+from mailtrawl.providers.graph.query import (
+    DEFAULT_PAGE_SIZE,
+    META_FIELDS,
+    SEARCH_RESULT_CAP,
+    odata_string,
+    select_clause,
+    translate,
+)
+from mailtrawl.providers.retry import RetryPolicy
+
+# The four application permissions mailtrawl asks for, and what each endpoint needs of them.
+USERS_ROLE = "User.Read.All"
+DIRECTORY_ROLE = "Directory.Read.All"
+MAIL_ROLE = "Mail.ReadWrite"
+SETTINGS_ROLE = "MailboxSettings.ReadWrite"
+REQUIRED_ROLES = (DIRECTORY_ROLE, USERS_ROLE, MAIL_ROLE, SETTINGS_ROLE)
+
+USER_SELECT = "id,userPrincipalName,mail,displayName,department,accountEnabled"
+WELL_KNOWN_FOLDERS = frozenset(
+    {
+        "archive",
+        "clutter",
+        "conflicts",
+        "conversationhistory",
+        "deleteditems",
+        "drafts",
+        "inbox",
+        "junkemail",
+        "localfailures",
+        "msgfolderroot",
+        "outbox",
+        "recoverableitemsdeletions",
+        "scheduled",
+        "searchfolders",
+        "sentitems",
+        "serverfailures",
+        "syncissues",
+    }
+)
+# Outlook's category colours: neutral names → presets (presetN or "none" pass through).
+CATEGORY_COLORS = {
+    "red": "preset0",
+    "orange": "preset1",
+    "brown": "preset2",
+    "yellow": "preset3",
+    "green": "preset4",
+    "teal": "preset5",
+    "olive": "preset6",
+    "blue": "preset7",
+    "purple": "preset8",
+    "cranberry": "preset9",
+    "steel": "preset10",
+    "darksteel": "preset11",
+    "gray": "preset12",
+    "darkgray": "preset13",
+    "black": "preset14",
+    "darkred": "preset15",
+    "none": "none",
+}
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_PURGE_CLOUDS = frozenset({"global", "custom"})
+DEFAULT_WARNING_CATEGORY = "Suspicious email"
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSettings:
+    """Everything a Microsoft 365 provider needs; built by the configuration layer."""
+
+    tenant: str
+    client_id: str
+    credential: Credential
+    cloud: CloudEndpoints = field(default_factory=lambda: CLOUDS["global"])
+    test_mailbox: str | None = None
+    # None: no restriction (tests, tools); the configuration always sets its domains.
+    authorized_domains: tuple[str, ...] | None = None
+    warning_category: str = DEFAULT_WARNING_CATEGORY
+    warning_color: str = "red"
+    max_concurrency: int = 32
+    mailbox_concurrency: int = 4
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 60.0
+    page_size: int = DEFAULT_PAGE_SIZE
+    # How many mailboxes the connection test probes to detect an access policy.
+    reach_sample: int = 20
+
+
+def category_color(color: str) -> str:
+    """A Graph category colour from a neutral name ("red") or a preset ("preset0")."""
+    value = color.strip().lower()
+    if value in CATEGORY_COLORS:
+        return CATEGORY_COLORS[value]
+    if re.fullmatch(r"preset([0-9]|1[0-9]|2[0-4])", value):
+        return value
+    raise ValueError(f"unknown category colour '{color}'")
+
+
+# JSON → core values --------------------------------------------------------------------
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _address(value: Any) -> EmailAddress | None:
+    if not isinstance(value, dict):
+        return None
+    inner = value.get("emailAddress")
+    if not isinstance(inner, dict):
+        return None
+    return EmailAddress(str(inner.get("address") or ""), str(inner.get("name") or ""))
+
+
+def _addresses(value: Any) -> tuple[EmailAddress, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(a for a in (_address(v) for v in value) if a is not None)
+
+
+def mailbox_ref(item: JSON) -> MailboxRef:
+    """A directory user as a `MailboxRef` (no `mail` means no mailbox)."""
+    mail = item.get("mail") or None
+    return MailboxRef(
+        id=str(item["id"]),
+        upn=str(item.get("userPrincipalName") or mail or item["id"]),
+        display_name=str(item.get("displayName") or ""),
+        mail=str(mail) if mail else None,
+        department=item.get("department"),
+        enabled=item.get("accountEnabled") is not False,
+        has_mailbox=bool(mail),
+    )
+
+
+def message_ref(mailbox: MailboxRef, item: JSON, folder_name: str | None = None) -> MessageRef:
+    message_id = str(item["id"])
+    return MessageRef(
+        mailbox=mailbox,
+        message_id=message_id,
+        immutable_id=message_id,  # every request asks for immutable ids
+        folder_id=item.get("parentFolderId"),
+        folder_name=folder_name,
+        internet_message_id=item.get("internetMessageId"),
+    )
+
+
+def message_meta(mailbox: MailboxRef, item: JSON, folder_name: str | None = None) -> MessageMeta:
+    categories = item.get("categories")
+    return MessageMeta(
+        ref=message_ref(mailbox, item, folder_name),
+        subject=item.get("subject"),
+        from_=_address(item.get("from")),
+        sender=_address(item.get("sender")),
+        to=_addresses(item.get("toRecipients")),
+        cc=_addresses(item.get("ccRecipients")),
+        bcc=_addresses(item.get("bccRecipients")),
+        reply_to=_addresses(item.get("replyTo")),
+        received=_datetime(item.get("receivedDateTime")),
+        sent=_datetime(item.get("sentDateTime")),
+        has_attachments=item.get("hasAttachments"),
+        internet_message_id=item.get("internetMessageId"),
+        categories=tuple(str(c) for c in categories) if isinstance(categories, list) else (),
+        is_read=item.get("isRead"),
+        is_draft=item.get("isDraft"),
+    )
+
+
+def _known_folder(name: str | None) -> str | None:
+    return name.lower() if name and name.lower() in WELL_KNOWN_FOLDERS else None
+
+
+def _recipient(address: EmailAddress) -> JSON:
+    return {"emailAddress": {"address": address.address, "name": address.name or address.address}}
+
+
+class GraphProvider:
+    """Microsoft 365 mailboxes through Microsoft Graph (app-only, client credentials)."""
+
+    name = "m365"
+
+    def __init__(
+        self,
+        settings: GraphSettings,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tokens = TokenSource(
+            tenant=settings.tenant,
+            client_id=settings.client_id,
+            credential=settings.credential,
+            cloud=settings.cloud,
+            timeout=min(settings.timeout, 30.0),
+        )
+        self.client = GraphClient(
+            base_url=settings.cloud.graph_base,
+            tokens=self.tokens,
+            verify=settings.cloud.ssl_context(),
+            policy=settings.retry,
+            max_concurrency=settings.max_concurrency,
+            mailbox_concurrency=settings.mailbox_concurrency,
+            timeout=settings.timeout,
+            sleep=sleep,
+            rng=rng,
+            transport=transport,
+        )
+        self.capabilities = Capabilities(
+            server_side_search=True,
+            server_side_filter=True,
+            search_result_cap=SEARCH_RESULT_CAP,
+            delta=True,
+            batch=True,
+            immutable_ids=True,
+            purge=settings.cloud.name in _PURGE_CLOUDS,
+            soft_delete=True,
+            categories=True,
+            create_message=True,
+            mime=True,
+            max_concurrency_per_mailbox=settings.mailbox_concurrency,
+            max_page_size=1000,
+        )
+
+    def __repr__(self) -> str:
+        return f"GraphProvider(tenant={self.settings.tenant!r}, cloud={self.settings.cloud.name!r})"
+
+    async def __aenter__(self) -> GraphProvider:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await asyncio.to_thread(self.tokens.close)
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.client.stats.as_dict(), "token_requests": self.tokens.requests_made}
+
+    # The connection test -------------------------------------------------------------
+
+    async def check(
+        self, *, new_configuration: bool = False, test_mailbox: str | None = None
+    ) -> CheckReport:
+        from mailtrawl.providers.graph.checks import run_checks
+
+        return await run_checks(
+            self,
+            new_configuration=new_configuration,
+            test_mailbox=test_mailbox or self.settings.test_mailbox,
+        )
+
+    # Users and scope -------------------------------------------------------------------
+
+    async def get_mailbox(self, name: str) -> MailboxRef:
+        try:
+            item = await self.client.get(
+                f"users/{segment(name)}",
+                params={"$select": USER_SELECT},
+                role=USERS_ROLE,
+                what=f"The user {name}",
+            )
+        except NotFound:
+            raise MailboxUnavailable(
+                f"There is no user {name} in the tenant; check the address.", mailbox=name
+            ) from None
+        return mailbox_ref(item)
+
+    async def list_users(self, scope: Scope) -> AsyncIterator[MailboxRef]:
+        async for found in self._scope_members(scope):
+            if isinstance(found, MailboxRef):
+                yield found
+
+    async def _scope_members(self, scope: Scope) -> AsyncIterator[MailboxRef | SkippedMailbox]:
+        seen: set[str] = set()
+
+        async def users(path: str, params: dict[str, str], role: str) -> AsyncIterator[MailboxRef]:
+            async for item in self.client.paginate(path, params, role=role):
+                kind = item.get("@odata.type")
+                if kind is not None and kind != "#microsoft.graph.user":
+                    continue  # nested groups (already expanded), devices, contacts
+                if item.get("id") and item["id"] not in seen:
+                    seen.add(item["id"])
+                    yield mailbox_ref(item)
+
+        listing = {"$select": USER_SELECT, "$top": "999"}
+        if scope.kind is ScopeKind.ALL:
+            async for user in users("users", listing, USERS_ROLE):
+                yield user
+        elif scope.kind is ScopeKind.DEPARTMENTS:
+            for department in dict.fromkeys(scope.values):
+                params = {**listing, "$filter": f"department eq {odata_string(department)}"}
+                async for user in users("users", params, USERS_ROLE):
+                    yield user
+        elif scope.kind is ScopeKind.GROUPS:
+            for name in dict.fromkeys(scope.values):
+                group_ids = await self._group_ids(name)
+                if not group_ids:
+                    yield SkippedMailbox(name, SkipReason.NOT_FOUND)
+                for group_id in group_ids:
+                    path = f"groups/{segment(group_id)}/transitiveMembers"
+                    async for user in users(path, listing, DIRECTORY_ROLE):
+                        yield user
+        else:
+            names = list(dict.fromkeys(scope.values))
+            answers = await self.client.batch(
+                [
+                    BatchRequest(
+                        "GET", f"users/{segment(n)}", {"$select": USER_SELECT}, role=USERS_ROLE
+                    )
+                    for n in names
+                ]
+            )
+            for name, answer in zip(names, answers, strict=True):
+                if isinstance(answer.error, NotFound):
+                    yield SkippedMailbox(name, SkipReason.NOT_FOUND)
+                elif answer.error is not None:
+                    raise answer.error
+                elif answer.json().get("id") not in seen:
+                    seen.add(answer.json()["id"])
+                    yield mailbox_ref(answer.json())
+
+    async def _group_ids(self, name: str) -> list[str]:
+        """Group ids for an id, a display name or a mail address."""
+        if _GUID.match(name):
+            try:
+                item = await self.client.get(
+                    f"groups/{segment(name)}", params={"$select": "id"}, role=DIRECTORY_ROLE
+                )
+            except NotFound:
+                return []
+            return [str(item["id"])]
+        prop = "mail" if "@" in name else "displayName"
+        params = {"$filter": f"{prop} eq {odata_string(name)}", "$select": "id"}
+        return [
+            str(item["id"])
+            async for item in self.client.paginate("groups", params, role=DIRECTORY_ROLE)
+        ]
+
+    async def resolve_scope(
+        self, scope: Scope, *, verify_mailboxes: bool = False
+    ) -> ScopeResolution:
+        mailboxes: list[MailboxRef] = []
+        skipped: list[SkippedMailbox] = []
+        authorized = self.settings.authorized_domains
+        async for found in self._scope_members(scope):
+            if isinstance(found, SkippedMailbox):
+                skipped.append(found)
+            elif not domain_authorized(found.address, authorized):
+                skipped.append(
+                    SkippedMailbox(found.upn, SkipReason.OUTSIDE_AUTHORIZED_DOMAINS, found)
+                )
+            elif not found.enabled:
+                skipped.append(SkippedMailbox(found.upn, SkipReason.DISABLED, found))
+            elif not found.has_mailbox:
+                skipped.append(SkippedMailbox(found.upn, SkipReason.NO_MAILBOX, found))
+            else:
+                mailboxes.append(found)
+        if verify_mailboxes and mailboxes:
+            reachable = await self.probe_mailboxes(mailboxes)
+            kept = []
+            for mailbox, problem in zip(mailboxes, reachable, strict=True):
+                if problem is None:
+                    kept.append(mailbox)
+                elif isinstance(problem, AccessPolicyBlocked):
+                    skipped.append(SkippedMailbox(mailbox.upn, SkipReason.ACCESS_POLICY, mailbox))
+                elif isinstance(problem, MailboxUnavailable):
+                    skipped.append(SkippedMailbox(mailbox.upn, SkipReason.NO_MAILBOX, mailbox))
+                else:
+                    raise problem
+            mailboxes = kept
+        return ScopeResolution(tuple(mailboxes), tuple(skipped))
+
+    async def list_users_sample(self, count: int) -> AsyncIterator[MailboxRef]:
+        """Up to `count` enabled users with a mailbox in the authorized domains (one page)."""
+        page = await self.client.get(
+            "users",
+            params={"$select": USER_SELECT, "$top": str(min(999, count * 3))},
+            role=USERS_ROLE,
+        )
+        found = 0
+        for item in page.get("value") or ():
+            user = mailbox_ref(item)
+            if found >= count:
+                return
+            if (
+                user.enabled
+                and user.has_mailbox
+                and domain_authorized(user.address, self.settings.authorized_domains)
+            ):
+                found += 1
+                yield user
+
+    async def probe_mailboxes(self, mailboxes: Iterable[MailboxRef]) -> list[ProviderError | None]:
+        """For each mailbox, None if the app can read it, else the error it gets (batched)."""
+        targets = list(mailboxes)
+        answers = await self.client.batch(
+            [
+                BatchRequest(
+                    "GET",
+                    f"users/{segment(m.id)}/mailFolders/inbox",
+                    {"$select": "id"},
+                    mailbox=m.id,
+                    role=MAIL_ROLE,
+                )
+                for m in targets
+            ]
+        )
+        return [a.error for a in answers]
+
+    def _authorize(self, mailbox: MailboxRef) -> str:
+        """The mailbox's URL segment, after checking it is inside the authorized domains."""
+        if not domain_authorized(mailbox.address, self.settings.authorized_domains):
+            raise MailboxNotAuthorized(mailbox=mailbox.address)
+        return segment(mailbox.id)
+
+    # Reading ---------------------------------------------------------------------------
+
+    async def search(
+        self,
+        mailbox: MailboxRef,
+        query: ServerQuery,
+        select: Iterable[str] | None = None,
+    ) -> AsyncIterator[MessageMeta]:
+        self._authorize(mailbox)
+        translated = translate(mailbox.id, query, select=select, page_size=self.settings.page_size)
+        check_residual = translated.residual.has_criteria
+        for listing in translated.listings:
+            folder_name = _known_folder(listing.folder)
+            async for item in self.client.paginate(
+                listing.path,
+                listing.params,
+                headers=listing.headers,
+                mailbox=mailbox.id,
+                role=MAIL_ROLE,
+                what=f"The folder {listing.folder}" if listing.folder else None,
+            ):
+                meta = message_meta(mailbox, item, folder_name)
+                if check_residual and not translated.residual.matches(meta):
+                    continue
+                yield meta
+
+    def _message_path(self, ref: MessageRef) -> str:
+        return f"users/{self._authorize(ref.mailbox)}/messages/{segment(ref.stable_id)}"
+
+    async def fetch(
+        self,
+        ref: MessageRef,
+        parts: MessageParts = MessageParts.ALL,
+        *,
+        body_format: Literal["html", "text"] | None = None,
+    ) -> FetchedMessage:
+        path = self._message_path(ref)
+        common: dict[str, Any] = {
+            "mailbox": ref.mailbox.id,
+            "role": MAIL_ROLE,
+            "what": "The message",
+        }
+        prefer = IMMUTABLE_IDS
+        if body_format is not None and MessageParts.BODY in parts:
+            prefer += f', outlook.body-content-type="{body_format}"'
+        extra = [
+            *(["internetMessageHeaders"] if MessageParts.HEADERS in parts else []),
+            *(["body"] if MessageParts.BODY in parts else []),
+        ]
+        select = select_clause(META_FIELDS) + "".join(f",{e}" for e in extra)
+
+        async def nothing() -> Any:
+            return None
+
+        meta_json, attachments, mime = await asyncio.gather(
+            self.client.get(path, params={"$select": select}, headers={"Prefer": prefer}, **common),
+            self._attachments(path, common) if MessageParts.ATTACHMENTS in parts else nothing(),
+            self.client.get_bytes(f"{path}/$value", **common)
+            if MessageParts.MIME in parts
+            else nothing(),
+        )
+        meta = message_meta(ref.mailbox, meta_json, ref.folder_name)
+        headers = None
+        if MessageParts.HEADERS in parts:
+            headers = tuple(
+                Header(str(h.get("name", "")), str(h.get("value", "")))
+                for h in meta_json.get("internetMessageHeaders") or ()
+                if isinstance(h, dict)
+            )
+        body = None
+        if MessageParts.BODY in parts and isinstance(meta_json.get("body"), dict):
+            raw = meta_json["body"]
+            body = Body(
+                "text" if str(raw.get("contentType", "")).lower() == "text" else "html",
+                str(raw.get("content") or ""),
+            )
+        return FetchedMessage(
+            meta=meta, headers=headers, body=body, attachments=attachments, mime=mime
+        )
+
+    async def _attachments(
+        self, path: str, common: dict[str, Any]
+    ) -> tuple[AttachmentContent, ...]:
+        items = [a async for a in self.client.paginate(f"{path}/attachments", **common)]
+
+        async def content(item: JSON) -> bytes | None:
+            kind = str(item.get("@odata.type", "")).lower()
+            if kind.endswith("fileattachment"):
+                if item.get("contentBytes") is not None:
+                    return base64.b64decode(str(item["contentBytes"]))
+                return await self.client.get_bytes(
+                    f"{path}/attachments/{segment(str(item['id']))}/$value", **common
+                )
+            if kind.endswith("itemattachment"):
+                return await self.client.get_bytes(
+                    f"{path}/attachments/{segment(str(item['id']))}/$value", **common
+                )
+            return None  # reference attachments live elsewhere (OneDrive, SharePoint)
+
+        contents = await asyncio.gather(*(content(i) for i in items))
+        out = []
+        for item, data in zip(items, contents, strict=True):
+            kind_name = str(item.get("@odata.type", "")).lower()
+            kind: Literal["file", "item", "reference"] = (
+                "file"
+                if kind_name.endswith("fileattachment")
+                else "item"
+                if kind_name.endswith("itemattachment")
+                else "reference"
+            )
+            out.append(
+                AttachmentContent(
+                    id=str(item.get("id")),
+                    name=str(item.get("name") or ""),
+                    content_type=item.get("contentType")
+                    or ("message/rfc822" if kind == "item" else None),
+                    size=int(item.get("size") or (len(data) if data is not None else 0)),
+                    content=data,
+                    is_inline=bool(item.get("isInline")),
+                    kind=kind,
+                    content_id=item.get("contentId"),
+                )
+            )
+        return tuple(out)
+
+    # Acting ------------------------------------------------------------------------------
+
+    async def act(self, ref: MessageRef, action: Action) -> ActionResult:
+        path = self._message_path(ref)
+        common: dict[str, Any] = {
+            "mailbox": ref.mailbox.id,
+            "role": MAIL_ROLE,
+            "what": "The message",
+            "headers": {"Prefer": IMMUTABLE_IDS},
+        }
+        kind = action.kind
+        if kind in (ActionKind.MOVE, ActionKind.RESTORE):
+            assert action.folder is not None
+            moved = await self.client.post(
+                f"{path}/move", {"destinationId": action.folder}, idempotent=True, **common
+            )
+            after = message_ref(ref.mailbox, moved, _known_folder(action.folder))
+            changed = ref.folder_id is None or ref.folder_id != after.folder_id
+            return ActionResult(action, ref, after, changed=changed)
+        if kind is ActionKind.DELETE:
+            try:
+                reply = await self.client.delete(
+                    path,
+                    tolerate=frozenset({"ErrorCannotDeleteObject", "ErrorItemNotFound"}),
+                    **common,
+                )
+            except RequestRejected as exc:
+                if exc.code != "ErrorCannotDeleteObject":
+                    raise
+                # Already in Recoverable Items: the soft delete has happened before.
+                return ActionResult(action, ref, self._deleted_ref(ref), changed=False)
+            return ActionResult(action, ref, self._deleted_ref(ref), changed=not reply.assumed)
+        if kind is ActionKind.PURGE:
+            if not self.capabilities.purge:
+                raise RequestRejected(
+                    "Permanent delete is only available in Microsoft's global cloud; use delete.",
+                    code="NotSupportedInCloud",
+                )
+            reply = await self.client.request(
+                "POST",
+                f"{path}/permanentDelete",
+                idempotent=True,
+                tolerate=frozenset({"ErrorItemNotFound"}),
+                **common,
+            )
+            return ActionResult(action, ref, None, changed=not reply.assumed)
+        # Categories: read the current ones, then write the new list.
+        current = await self.client.get(
+            path, params={"$select": "id,categories,parentFolderId"}, **common
+        )
+        categories = [str(c) for c in current.get("categories") or ()]
+        if kind is ActionKind.WARN:
+            assert action.category is not None
+            wanted = (
+                categories if _has(categories, action.category) else [*categories, action.category]
+            )
+        elif kind is ActionKind.UNWARN:
+            assert action.category is not None
+            wanted = [c for c in categories if c.casefold() != action.category.casefold()]
+        else:
+            wanted = list(dict.fromkeys(action.categories))
+        after = message_ref(
+            ref.mailbox, {**current, "internetMessageId": ref.internet_message_id}, ref.folder_name
+        )
+        if wanted == categories:
+            return ActionResult(action, ref, after, changed=False, categories=tuple(categories))
+        await self.client.patch(path, {"categories": wanted}, **common)
+        return ActionResult(action, ref, after, changed=True, categories=tuple(wanted))
+
+    @staticmethod
+    def _deleted_ref(ref: MessageRef) -> MessageRef:
+        return MessageRef(
+            mailbox=ref.mailbox,
+            message_id=ref.message_id,
+            immutable_id=ref.immutable_id,
+            folder_id=None,
+            folder_name="recoverableitemsdeletions",
+            internet_message_id=ref.internet_message_id,
+        )
+
+    # Changes -----------------------------------------------------------------------------
+
+    async def changes(
+        self, mailbox: MailboxRef, folder: str, cursor: str | None = None
+    ) -> ChangeBatch:
+        user = self._authorize(mailbox)
+        headers = {"Prefer": f"{IMMUTABLE_IDS}, odata.maxpagesize={self.settings.page_size}"}
+        if cursor is None:
+            path = f"users/{user}/mailFolders/{segment(folder)}/messages/delta"
+            params: dict[str, str] | None = {"$select": select_clause(META_FIELDS)}
+        else:
+            path, params = cursor, None
+        folder_name = _known_folder(folder)
+        changed: dict[str, MessageMeta] = {}
+        removed: dict[str, None] = {}
+        next_cursor: str | None = None
+        try:
+            async for page in self.client.pages(
+                path,
+                params,
+                headers=headers,
+                mailbox=mailbox.id,
+                role=MAIL_ROLE,
+                what=f"The folder {folder}",
+            ):
+                for item in page.get("value") or ():
+                    if not isinstance(item, dict) or "id" not in item:
+                        continue
+                    item_id = str(item["id"])
+                    if "@removed" in item:
+                        changed.pop(item_id, None)
+                        removed[item_id] = None
+                    else:
+                        removed.pop(item_id, None)
+                        changed[item_id] = message_meta(mailbox, item, folder_name)
+                if page.get("@odata.deltaLink"):
+                    next_cursor = str(page["@odata.deltaLink"])
+        except CursorExpired:
+            return ChangeBatch(resync_required=True, initial=cursor is None)
+        return ChangeBatch(
+            changed=tuple(changed.values()),
+            removed=tuple(removed),
+            cursor=next_cursor,
+            initial=cursor is None,
+        )
+
+    # Categories and messages -------------------------------------------------------------
+
+    async def ensure_category(
+        self, mailbox: MailboxRef, name: str, color: str = "red"
+    ) -> CategoryChange:
+        path = f"users/{self._authorize(mailbox)}/outlook/masterCategories"
+        preset = category_color(color)
+        common: dict[str, Any] = {"mailbox": mailbox.id, "role": SETTINGS_ROLE}
+        for _ in range(2):
+            existing = [c async for c in self.client.paginate(path, **common)]
+            match = next(
+                (
+                    c
+                    for c in existing
+                    if str(c.get("displayName", "")).casefold() == name.casefold()
+                ),
+                None,
+            )
+            if match is not None:
+                if match.get("color") == preset:
+                    return CategoryChange.UNCHANGED
+                await self.client.patch(
+                    f"{path}/{segment(str(match['id']))}", {"color": preset}, **common
+                )
+                return CategoryChange.UPDATED
+            try:
+                # A repeated POST answered "already exists" means our lost first try worked.
+                await self.client.request(
+                    "POST",
+                    path,
+                    json={"displayName": name, "color": preset},
+                    idempotent=True,
+                    tolerate=frozenset({"ErrorAlreadyExists"}),
+                    **common,
+                )
+            except RequestRejected as exc:
+                if exc.code == "ErrorAlreadyExists":
+                    continue  # created meanwhile by someone else: compare colours again
+                raise
+            return CategoryChange.CREATED
+        return CategoryChange.UNCHANGED
+
+    async def create_message(
+        self, mailbox: MailboxRef, folder: str, message: NewMessage, *, draft: bool = False
+    ) -> MessageRef:
+        user = self._authorize(mailbox)
+        internet_id = message.internet_message_id or f"<{uuid.uuid4()}@mailtrawl.invalid>"
+        payload: JSON = {
+            "subject": message.subject,
+            "body": {"contentType": message.body_type, "content": message.body},
+            "internetMessageId": internet_id,
+            "isRead": message.is_read,
+        }
+        if message.from_ is not None:
+            payload["from"] = _recipient(message.from_)
+            payload["sender"] = _recipient(message.from_)
+        if message.to:
+            payload["toRecipients"] = [_recipient(a) for a in message.to]
+        if message.categories:
+            payload["categories"] = list(message.categories)
+        if message.headers:
+            payload["internetMessageHeaders"] = [
+                {"name": h.name, "value": h.value} for h in message.headers
+            ]
+        if message.attachments:
+            payload["attachments"] = [
+                {
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": a.name,
+                    "contentType": a.content_type or "application/octet-stream",
+                    "contentBytes": base64.b64encode(a.content or b"").decode(),
+                    "isInline": a.is_inline,
+                    **({"contentId": a.content_id} if a.content_id else {}),
+                }
+                for a in message.attachments
+            ]
+        if not draft:
+            # PidTagMessageFlags = mfRead without mfUnsent: saved as received mail, not a draft.
+            props = [{"id": "Integer 0x0E07", "value": "1"}]
+            if message.received is not None:
+                props.append({"id": "SystemTime 0x0E06", "value": _iso(message.received)})
+            if message.sent is not None or message.received is not None:
+                sent = message.sent or message.received
+                assert sent is not None
+                props.append({"id": "SystemTime 0x0039", "value": _iso(sent)})
+            payload["singleValueExtendedProperties"] = props
+        path = f"users/{user}/mailFolders/{segment(folder)}/messages"
+        common: dict[str, Any] = {
+            "mailbox": mailbox.id,
+            "role": MAIL_ROLE,
+            "headers": {"Prefer": IMMUTABLE_IDS},
+            "what": f"The folder {folder}",
+        }
+        try:
+            created = await self.client.post(path, payload, idempotent=False, **common)
+        except OutcomeUnknown:
+            # The answer was lost: look for the message before creating it again.
+            found = [
+                item
+                async for item in self.client.paginate(
+                    path,
+                    {
+                        "$filter": f"internetMessageId eq {odata_string(internet_id)}",
+                        "$select": "id,parentFolderId,internetMessageId,isRead",
+                    },
+                    **common,
+                )
+            ]
+            created = (
+                found[0]
+                if found
+                else await self.client.post(path, payload, idempotent=False, **common)
+            )
+        ref = message_ref(mailbox, created, _known_folder(folder))
+        if (
+            not draft
+            and created.get("isRead") is not None
+            and created.get("isRead") != message.is_read
+        ):
+            # Message flags win over isRead at creation; set the read state afterwards.
+            await self.client.patch(
+                f"users/{user}/messages/{segment(ref.stable_id)}",
+                {"isRead": message.is_read},
+                **common,
+            )
+        return ref
+
+
+def _has(categories: list[str], name: str) -> bool:
+    return any(c.casefold() == name.casefold() for c in categories)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
