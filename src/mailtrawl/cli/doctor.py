@@ -203,14 +203,78 @@ def _check_stored_secrets(
 
 
 def configuration_checks(*, engine: Engine, box: SecretBox) -> list[Check]:
-    """Checks for each mail configuration; the hook later issues fill in.
-
-    Called only when the database is at head and the key works. A provider's checks go
-    here (one `Check` per configuration: credential decrypts and not expired, last
-    connection test passed), so `doctor` and its --json output pick them up unchanged.
+    """One check per mail configuration: the credential opens, is not (nearly) expired, and
+    the last connection test passed. Called only when the database is at head and the key works.
     """
-    del engine, box  # used by the checks to come
-    return []
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from mailtrawl.configurations.credentials import open_credential
+    from mailtrawl.configurations.service import list_configurations
+
+    checks: list[Check] = []
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        for record in list_configurations(session):
+            name = f"configuration:{record.name}"
+            data: dict[str, Any] = {
+                "id": str(record.id),
+                "status": record.status,
+                "last_test_at": record.last_test_at.isoformat() if record.last_test_at else None,
+            }
+            try:
+                open_credential(box, record.credential_encrypted)
+            except MailtrawlError as error:
+                checks.append(
+                    Check(name, "failed", f"The stored credential cannot be read: {error}", data)
+                )
+                continue
+            expires = record.credential_expires_at
+            if expires is not None and expires <= now:
+                checks.append(
+                    Check(
+                        name,
+                        "failed",
+                        f"The {record.credential_kind} expired on {expires:%Y-%m-%d}; "
+                        "create a new one in the app registration and update the configuration.",
+                        data,
+                    )
+                )
+            elif record.status == "failed":
+                checks.append(
+                    Check(
+                        name,
+                        "failed",
+                        "The last connection test failed; run "
+                        f"`mailtrawl config test {record.name}` to see what to fix.",
+                        data,
+                    )
+                )
+            elif expires is not None and expires <= now + timedelta(days=30):
+                checks.append(
+                    Check(
+                        name,
+                        "warning",
+                        f"The {record.credential_kind} expires on {expires:%Y-%m-%d}; "
+                        "renew it before then.",
+                        data,
+                    )
+                )
+            elif record.status != "ok":
+                checks.append(
+                    Check(
+                        name,
+                        "warning",
+                        f"Never tested; run `mailtrawl config test {record.name}`.",
+                        data,
+                    )
+                )
+            else:
+                checks.append(
+                    Check(name, "ok", "Credential readable; last connection test passed.", data)
+                )
+    return checks
 
 
 def run_doctor(settings: Settings) -> DoctorReport:
