@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 from mailtrawl.emulator.testing import EmulatorProcess
 
 
-def _configuration(emu: EmulatorProcess, secret: str, name: str = "Emulated Contoso") -> dict[str, Any]:
+def _configuration(
+    emu: EmulatorProcess, secret: str, name: str = "Emulated Contoso"
+) -> dict[str, Any]:
     return {
         "name": name,
         "provider": "m365",
@@ -28,8 +30,14 @@ def _configuration(emu: EmulatorProcess, secret: str, name: str = "Emulated Cont
     }
 
 
-def test_a_correct_configuration_passes_every_check(api: TestClient, admin: dict[str, str], emulator: EmulatorProcess) -> None:
-    created = api.post("/api/v1/mail-configurations", json=_configuration(emulator, emulator.info["client_secret"]), headers=admin)
+def test_a_correct_configuration_passes_every_check(
+    api: TestClient, admin: dict[str, str], emulator: EmulatorProcess
+) -> None:
+    created = api.post(
+        "/api/v1/mail-configurations",
+        json=_configuration(emulator, emulator.info["client_secret"]),
+        headers=admin,
+    )
     assert created.status_code == 201, created.text
     tested = api.post(f"/api/v1/mail-configurations/{created.json()['id']}/test", headers=admin)
     assert tested.status_code == 200, tested.text
@@ -44,10 +52,18 @@ def test_a_correct_configuration_passes_every_check(api: TestClient, admin: dict
     assert emulator.info["client_secret"] not in tested.text
 
 
-def test_a_wrong_secret_fails_with_the_fix(api: TestClient, admin: dict[str, str], emulator: EmulatorProcess) -> None:
-    secret_id = "5a1b2c3d-0000-4000-8000-000000000001"  # what people paste by mistake: the Secret ID
-    created = api.post("/api/v1/mail-configurations", json=_configuration(emulator, secret_id), headers=admin)
-    view = api.post(f"/api/v1/mail-configurations/{created.json()['id']}/test", headers=admin).json()
+def test_a_wrong_secret_fails_with_the_fix(
+    api: TestClient, admin: dict[str, str], emulator: EmulatorProcess
+) -> None:
+    secret_id = (
+        "5a1b2c3d-0000-4000-8000-000000000001"  # what people paste by mistake: the Secret ID
+    )
+    created = api.post(
+        "/api/v1/mail-configurations", json=_configuration(emulator, secret_id), headers=admin
+    )
+    view = api.post(
+        f"/api/v1/mail-configurations/{created.json()['id']}/test", headers=admin
+    ).json()
     assert view["status"] == "failed"
     first = view["last_test"]["checks"][0]
     assert first["status"] == "failed"

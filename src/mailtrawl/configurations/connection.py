@@ -18,7 +18,9 @@ def graph_settings(record: MailConfiguration, credential: ClientCredential) -> G
     if credential.kind is CredentialKind.SECRET:
         cred = ClientSecret(credential.client_secret or "", expires_at=record.credential_expires_at)
     else:
-        cred = ClientCertificate.from_pem(credential.private_key_pem or "", credential.certificate_pem or "")
+        cred = ClientCertificate.from_pem(
+            credential.private_key_pem or "", credential.certificate_pem or ""
+        )
     cloud = cloud_endpoints(
         record.cloud,
         authority_host=record.authority_host,
@@ -43,7 +45,13 @@ async def run_connection_test(
         raise ConfigError(f"No connection test for provider '{record.provider}'.")
     provider = GraphProvider(graph_settings(record, credential))
     try:
-        report = await run_checks(provider, new_configuration=new_configuration, test_mailbox=record.test_mailbox)
+        report = await run_checks(
+            provider, new_configuration=new_configuration, test_mailbox=record.test_mailbox
+        )
     finally:
         await provider.aclose()
-    return {"ok": report.ok, "duration_ms": report.duration_ms, "checks": [c.as_dict() for c in report.checks]}
+    return {
+        "ok": report.ok,
+        "duration_ms": report.duration_ms,
+        "checks": [c.as_dict() for c in report.checks],
+    }
