@@ -63,5 +63,7 @@ async def make_m365(emulator: EmulatorProcess) -> AsyncIterator[MakeProvider]:
 def new_app(emu: EmulatorProcess, permissions: dict[str, bool], **extra: Any) -> dict[str, Any]:
     """Register an app through the control plane; answers its clientId and secret."""
     return dict(
-        emu.control("POST", "/apps", {"displayName": "provider test", "permissions": permissions, **extra})
+        emu.control(
+            "POST", "/apps", {"displayName": "provider test", "permissions": permissions, **extra}
+        )
     )

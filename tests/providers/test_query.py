@@ -11,7 +11,14 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from mailtrawl.core import EmailAddress, MailboxRef, MessageMeta, MessageRef, SearchTerm, ServerQuery
+from mailtrawl.core import (
+    EmailAddress,
+    MailboxRef,
+    MessageMeta,
+    MessageRef,
+    SearchTerm,
+    ServerQuery,
+)
 from mailtrawl.emulator.query.kql import parse_search
 from mailtrawl.emulator.query.odata import (
     check_message_orderby,
@@ -124,7 +131,11 @@ def test_other_time_zones_are_sent_in_utc() -> None:
 def test_search_never_comes_with_filter_or_orderby_and_keeps_exact_criteria_local() -> None:
     query = ServerQuery(
         folders=("inbox",),
-        search=(SearchTerm("wire transfer", "body"), SearchTerm('say "hi"'), SearchTerm("x.pdf", "attachment")),
+        search=(
+            SearchTerm("wire transfer", "body"),
+            SearchTerm('say "hi"'),
+            SearchTerm("x.pdf", "attachment"),
+        ),
         from_addresses=("ceo@contoso.com",),
         received_from=T0,
         received_until=T1,
@@ -176,9 +187,11 @@ def test_page_size_bounds() -> None:
 
 
 def test_query_string_encoding_round_trips() -> None:
-    params = translate(
-        BOX.id, ServerQuery(subject_contains="50% & more #1 + ü", received_from=T0)
-    ).listings[0].params
+    params = (
+        translate(BOX.id, ServerQuery(subject_contains="50% & more #1 + ü", received_from=T0))
+        .listings[0]
+        .params
+    )
     decoded = dict(parse_qsl(encode_params(params)))
     assert decoded == params
     _valid_filter(decoded["$filter"])
