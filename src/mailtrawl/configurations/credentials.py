@@ -120,7 +120,14 @@ def seal(box: SecretBox, credential: Credential) -> SealedCredential:
 
 
 def open_credential(box: SecretBox, ciphertext: bytes) -> ClientCredential:
-    payload = json.loads(box.decrypt_text(ciphertext, purpose=CREDENTIAL_PURPOSE))
+    text = box.decrypt_text(ciphertext, purpose=CREDENTIAL_PURPOSE)
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict) or payload.get("kind") not in ("secret", "certificate"):
+        # A bare value sealed by an older writer is a client secret.
+        return ClientCredential(CredentialKind.SECRET, client_secret=text)
     if payload["kind"] == "secret":
         return ClientCredential(CredentialKind.SECRET, client_secret=payload["client_secret"])
     return ClientCredential(
