@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailtrawl.core import MailboxRef, NewMessage
 from mailtrawl.errors import (
@@ -36,9 +36,13 @@ from mailtrawl.providers.errors import (
 )
 from mailtrawl.providers.graph.auth import ClientCertificate, ClientSecret
 from mailtrawl.providers.graph.client import segment
-
-if TYPE_CHECKING:
-    from mailtrawl.providers.graph.provider import GraphProvider
+from mailtrawl.providers.graph.provider import (
+    DIRECTORY_ROLE,
+    MAIL_ROLE,
+    REQUIRED_ROLES,
+    USERS_ROLE,
+    GraphProvider,
+)
 
 CONSENT_DELAY = (
     " Microsoft can take a few minutes to apply a new admin consent: if you granted it just "
@@ -285,13 +289,6 @@ async def run_checks(
 
 
 async def _all_steps(run: _Run, provider: GraphProvider, test_mailbox: str | None) -> None:
-    from mailtrawl.providers.graph.provider import (
-        DIRECTORY_ROLE,
-        MAIL_ROLE,
-        REQUIRED_ROLES,
-        USERS_ROLE,
-    )
-
     settings = provider.settings
     client = provider.client
     roles: list[str] = []

@@ -75,6 +75,17 @@ class AccessTokens(Protocol):
     async def refresh(self, stale: str | None = None) -> Any: ...
 
 
+def with_immutable_ids(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Headers with `Prefer: IdType="ImmutableId"` added: ids must not change when mail moves."""
+    out = dict(headers or {})
+    key = next((k for k in out if k.lower() == "prefer"), None)
+    if key is None:
+        out["Prefer"] = IMMUTABLE_IDS
+    elif "idtype" not in out[key].lower():
+        out[key] = f"{out[key]}, {IMMUTABLE_IDS}"
+    return out
+
+
 def segment(value: str) -> str:
     """A URL path segment: ids and user principal names, percent-encoded."""
     return quote(value, safe="@=")
@@ -96,6 +107,7 @@ class GraphStats:
     connection_errors: int = 0
     wait_seconds: float = 0.0  # time spent waiting before retries
     token_refreshes: int = 0
+    fresh_connections: int = 0  # retries sent on a new connection (after a 503)
     by_status: Counter[int] = field(default_factory=Counter)
 
     @property
@@ -115,6 +127,7 @@ class GraphStats:
             "connection_errors": self.connection_errors,
             "wait_seconds": round(self.wait_seconds, 3),
             "token_refreshes": self.token_refreshes,
+            "fresh_connections": self.fresh_connections,
             "by_status": dict(self.by_status),
         }
 
@@ -357,8 +370,11 @@ class GraphClient:
     ) -> list[tuple[str, int]]:
         taken: list[tuple[str, int]] = []
         try:
-            for key in sorted(weights):  # one global order: no deadlock between batches
-                taken.append((key, await self._limiter(key).acquire(weights[key])))
+            normalised: Counter[str] = Counter()
+            for key, slots in weights.items():
+                normalised[key.lower()] += slots
+            for key in sorted(normalised):  # one global order: no deadlock between batches
+                taken.append((key, await self._limiter(key).acquire(normalised[key])))
             if global_slot:
                 taken.append(("", await self._global.acquire(1)))
         except BaseException:
@@ -443,7 +459,7 @@ class GraphClient:
                 "Authorization": f"Bearer {token.value}",
                 "client-request-id": request_id,
                 "return-client-request-id": "true",
-                **(headers or {}),
+                **with_immutable_ids(headers),
             }
             weights = {mailbox: 1} if mailbox else {}
             taken = await self._take(weights)
@@ -461,6 +477,7 @@ class GraphClient:
                 self.stats.connection_errors += 1
                 if not repeatable:
                     raise OutcomeUnknown() from exc
+                sent_before = True  # the request may have been applied before the break
                 raise RetryableFailure(Failure.CONNECTION, detail=type(exc).__name__) from exc
             finally:
                 self._give(taken)
@@ -482,6 +499,9 @@ class GraphClient:
                     body = None
             if status < 400:
                 return Reply(status, response.headers, body, response.content)
+            earlier = sent_before
+            if status in _RETRYABLE_STATUS and status not in _NOT_APPLIED:
+                sent_before = True  # a gateway timeout does not say whether it was applied
             return self._failed(
                 status,
                 response.headers,
@@ -490,16 +510,12 @@ class GraphClient:
                 mailbox,
                 what,
                 repeatable,
-                sent_before,
+                earlier,
                 tolerate,
             )
 
         def on_wait(kind: Failure, delay: float) -> None:
-            nonlocal sent_before
             self.stats.wait_seconds += delay
-            # After a broken connection or a gateway timeout the work may have been done.
-            if kind in (Failure.CONNECTION, Failure.GATEWAY_TIMEOUT):
-                sent_before = True
 
         return await self.policy.run(attempt, sleep=self._sleep, rng=self._rng, on_wait=on_wait)
 
@@ -554,6 +570,7 @@ class GraphClient:
                 method, url, headers=headers, json=json, content=content
             )
         # Graph asks that a request refused with 503 be repeated on a new connection.
+        self.stats.fresh_connections += 1
         async with self._new_http(1) as fresh:
             return await fresh.request(method, url, headers=headers, json=json, content=content)
 
@@ -694,7 +711,7 @@ class GraphClient:
         for n, index in enumerate(indexes):
             req = requests[index]
             item: JSON = {"id": str(n + 1), "method": req.method.upper(), "url": req.relative_url()}
-            sub_headers = dict(req.headers or {})
+            sub_headers = with_immutable_ids(req.headers)
             if req.body is not None:
                 sub_headers.setdefault("Content-Type", "application/json")
                 item["body"] = req.body

@@ -116,6 +116,8 @@ CATEGORY_COLORS = {
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _PURGE_CLOUDS = frozenset({"global", "custom"})
 DEFAULT_WARNING_CATEGORY = "Suspicious email"
+# Tries to create a message when connections break after sending (each checked first).
+CREATE_ATTEMPTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -819,26 +821,7 @@ class GraphProvider:
             "headers": {"Prefer": IMMUTABLE_IDS},
             "what": f"The folder {folder}",
         }
-        try:
-            created = await self.client.post(path, payload, idempotent=False, **common)
-        except OutcomeUnknown:
-            # The answer was lost: look for the message before creating it again.
-            found = [
-                item
-                async for item in self.client.paginate(
-                    path,
-                    {
-                        "$filter": f"internetMessageId eq {odata_string(internet_id)}",
-                        "$select": "id,parentFolderId,internetMessageId,isRead",
-                    },
-                    **common,
-                )
-            ]
-            created = (
-                found[0]
-                if found
-                else await self.client.post(path, payload, idempotent=False, **common)
-            )
+        created = await self._create_once(path, payload, internet_id, common)
         ref = message_ref(mailbox, created, _known_folder(folder))
         if (
             not draft
@@ -852,6 +835,23 @@ class GraphProvider:
                 **common,
             )
         return ref
+
+    async def _create_once(
+        self, path: str, payload: JSON, internet_id: str, common: dict[str, Any]
+    ) -> JSON:
+        """POST a new message; after a lost answer, look for it before posting again."""
+        lookup = {
+            "$filter": f"internetMessageId eq {odata_string(internet_id)}",
+            "$select": "id,parentFolderId,internetMessageId,isRead",
+        }
+        for _ in range(CREATE_ATTEMPTS - 1):
+            try:
+                return await self.client.post(path, payload, idempotent=False, **common)
+            except OutcomeUnknown:
+                found = [item async for item in self.client.paginate(path, lookup, **common)]
+                if found:
+                    return found[0]
+        return await self.client.post(path, payload, idempotent=False, **common)
 
 
 def _has(categories: list[str], name: str) -> bool:
