@@ -331,9 +331,9 @@ def handle(
                 box.pristine = False
         return 200, {"expired": True}
     if method == "POST" and route == "tokens/revoke":
-        state.tokens_valid_after = state.epoch() + 1
+        state.token_generation += 1
         state.token_cache.clear()
-        return 200, {"revokedBefore": state.tokens_valid_after}
+        return 200, {"revoked": True}
     if method == "POST" and route == "clock":
         payload = _json(body)
         advance = payload.get("advanceSeconds")

@@ -372,7 +372,8 @@ def mint_access_token(
         "iat": now,
         "nbf": now,
         "exp": now + lifetime,
-        "aio": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+        # `aio` is opaque in Entra's tokens; here it carries the revocation generation.
+        "aio": f"{state.token_generation}.{base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('=')}",
         "app_displayname": app.display_name,
         "appid": app.client_id,
         "appidacr": appidacr,

@@ -204,8 +204,8 @@ class EmulatorState:
         self.rng = random.Random(settings.faults.seed)
         # Validated access tokens: raw token -> claims (signature checks are the hot path).
         self.token_cache: dict[str, dict[str, Any]] = {}
-        # Tokens issued before this instant are rejected (control: revoke tokens).
-        self.tokens_valid_after = 0.0
+        # Bumped by the control plane's "revoke tokens": tokens of older generations answer 401.
+        self.token_generation = 0
         self.public_base_url = ""
         self.tenant: Tenant
         self.store: MailboxStore
@@ -223,7 +223,6 @@ class EmulatorState:
         self.settings = copy.deepcopy(self.initial_settings)
         self.throttle = Throttle(self.settings)
         self.rng = random.Random(self.settings.faults.seed)
-        self.tokens_valid_after = 0.0
         self.stats = Stats()
         self.delta_epoch += 1
         self.clock_offset = timedelta(0)

@@ -114,6 +114,7 @@ async def serve(options: ServeOptions, source: TenantSource) -> None:
         access_log=False,
         log_level="warning",
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=2,
         backlog=4096,
         **ssl_kwargs,
     )

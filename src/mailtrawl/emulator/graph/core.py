@@ -263,7 +263,7 @@ def _authenticate(request: GraphRequest, state: EmulatorState) -> None:
     if (
         claims["exp"] <= now
         or claims["nbf"] > now + 300
-        or claims["iat"] < state.tokens_valid_after
+        or str(claims.get("aio", "")).split(".", 1)[0] != str(state.token_generation)
     ):
         raise GraphError(
             401,
