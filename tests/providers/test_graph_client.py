@@ -56,7 +56,7 @@ async def test_at_most_four_requests_per_mailbox_in_flight(
 async def test_without_the_mailbox_key_outlook_throttles_and_the_retries_absorb_it(
     emulator: EmulatorProcess, make_m365: MakeProvider
 ) -> None:
-    emulator.settings(faults={"latency_ms": 40}, limits={"concurrency_retry_after": 0.05})
+    emulator.settings(faults={"latency_ms": 250}, limits={"concurrency_retry_after": 0.05})
     client = make_m365().client
     await asyncio.gather(*(client.get(_inbox(), params={"$top": "1"}) for _ in range(10)))
     assert emulator.stats()["throttled"] > 0

@@ -123,16 +123,22 @@ def create_app(state: EmulatorState) -> Callable[[Scope, Receive, Send], Awaitab
             base_url=base_url,
             client_request_id=headers.get("client-request-id", ""),
         )
+        # Without a client-request-id of its own, Graph echoes its request-id in that place.
+        request.client_request_id = request.client_request_id or request.request_id
         try:
             request.query = parse_query(query_string)
             response = await dispatch(request, state)
-        except GraphError as err:
+        except GraphError as err:  # the query string did not parse: no route was reached
             await _respond(
                 send,
                 err.status,
                 _json(err.body(request.request_id, request.client_request_id)),
                 "application/json",
-                err.headers,
+                {
+                    **err.headers,
+                    "request-id": request.request_id,
+                    "client-request-id": request.client_request_id,
+                },
             )
             return
         except ConnectionReset:

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from mailtrawl.emulator.graph.messages_json import iso
-from mailtrawl.emulator.mime import message_from_rfc822
+from mailtrawl.emulator.mime import MimeError, message_from_parsed, parse_rfc822
 from mailtrawl.emulator.runtime import EmulatorState
 from mailtrawl.emulator.state import (
     AccessPolicy,
@@ -153,9 +153,18 @@ def snapshot(state: EmulatorState, user: User) -> dict[str, Any]:
     }
 
 
+MAX_COPIES = 10_000
+
+
 def deliver(
-    state: EmulatorState, raw: bytes, recipients: list[str], folder: str, received: datetime | None
+    state: EmulatorState,
+    raw: bytes,
+    recipients: list[str],
+    folder: str,
+    received: datetime | None,
+    copies: int = 1,
 ) -> dict[str, Any]:
+    """Deliver `raw` to each recipient's folder, `copies` times (each copy a separate item)."""
     if not raw:
         raise ControlError(400, "no message to deliver")
     if len(raw) > MAX_DELIVERY_BYTES:
@@ -166,27 +175,44 @@ def deliver(
     for user in users:
         if not user.has_mailbox:
             raise ControlError(409, f"user '{user.user_principal_name}' has no mailbox")
+    try:
+        parsed = parse_rfc822(raw)
+    except MimeError as exc:
+        raise ControlError(400, f"not a message: {exc}") from exc
     delivered = []
     for user in users:
         box = state.mailbox(user)
         target = box.folder(folder)
         if target is None:
             raise ControlError(404, f"no folder '{folder}' in {user.user_principal_name}")
-        msg = message_from_rfc822(
-            raw, box=box, folder_id=target.id, received=received or state.now()
-        )
-        box.add_message(msg)
-        delivered.append(
-            {
-                "mailbox": user.user_principal_name,
-                "id": msg.rest_id,
-                "immutableId": msg.immutable_id,
-                "folder": target.well_known_name or target.display_name,
-                "internetMessageId": msg.internet_message_id,
-                "subject": msg.subject,
-            }
-        )
+        for _ in range(copies):
+            msg = message_from_parsed(
+                parsed, box=box, folder_id=target.id, received=received or state.now()
+            )
+            box.add_message(msg)
+            delivered.append(
+                {
+                    "mailbox": user.user_principal_name,
+                    "id": msg.rest_id,
+                    "immutableId": msg.immutable_id,
+                    "folder": target.well_known_name or target.display_name,
+                    "internetMessageId": msg.internet_message_id,
+                    "subject": msg.subject,
+                }
+            )
     return {"delivered": delivered}
+
+
+def _copies(raw: Any) -> int:
+    if raw is None:
+        return 1
+    try:
+        copies = int(raw)
+    except (TypeError, ValueError):
+        raise ControlError(400, "copies must be an integer") from None
+    if isinstance(raw, bool) or not 1 <= copies <= MAX_COPIES:
+        raise ControlError(400, f"copies must be between 1 and {MAX_COPIES}")
+    return copies
 
 
 def _new_secret(app: App, value: str | None, expires: datetime, name: str) -> Secret:
@@ -299,7 +325,14 @@ def handle(
             params = {k: v[0] for k, v in parse_qs(query).items()}
             recipients = [r for r in params.get("recipients", "").split(",") if r]
             received = _when(params["received"], "received") if "received" in params else None
-            return 200, deliver(state, body, recipients, params.get("folder", "inbox"), received)
+            return 200, deliver(
+                state,
+                body,
+                recipients,
+                params.get("folder", "inbox"),
+                received,
+                _copies(params.get("copies")),
+            )
         payload = _json(body)
         try:
             raw = base64.b64decode(payload.get("mime", ""), validate=True)
@@ -316,6 +349,7 @@ def handle(
             list(payload.get("recipients") or []),
             str(payload.get("folder") or "inbox"),
             received,
+            _copies(payload.get("copies")),
         )
     if method == "GET" and len(parts) == 2 and parts[0] == "mailboxes":
         return 200, snapshot(state, _user(state, parts[1]))

@@ -52,6 +52,9 @@ def _validate(payload: Any) -> list[dict[str, Any]]:
             raise _invalid(f"Invalid method in request '{rid}'.")
         if not isinstance(url, str) or not url or urlsplit(url).scheme:
             raise _invalid(f"Invalid url in request '{rid}': a relative URL is required.")
+        target = url.partition("?")[0].strip("/").lower()
+        if target in ("$batch", "v1.0/$batch"):
+            raise _invalid(f"Request '{rid}': nested batch requests are not supported.")
         headers = item.get("headers") or {}
         if not isinstance(headers, dict):
             raise _invalid(f"Invalid headers in request '{rid}'.")

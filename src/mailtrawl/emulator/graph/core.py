@@ -117,9 +117,14 @@ class GraphRequest:
         return (self.prefer("outlook.body-content-type") or "").lower() == "text"
 
     def url(self, path: str, query: dict[str, str]) -> str:
-        """An absolute URL on this server (nextLinks are followed opaquely by clients)."""
-        encoded = urlencode(query, safe="$'(),:/ ", quote_via=quote)
-        return f"{self.base_url}/v1.0/{path.lstrip('/')}" + (f"?{encoded}" if encoded else "")
+        """An absolute URL on this server (nextLinks are followed opaquely by clients).
+
+        Spaces are percent-encoded: a raw space makes an invalid URL that some HTTP clients
+        (Python's http.client among them) refuse to send.
+        """
+        encoded = urlencode(query, safe="$'(),:/", quote_via=quote)
+        quoted = quote(path.lstrip("/"), safe="/@:$'(),=!*+;~")  # e.g. guests' '#EXT#'
+        return f"{self.base_url}/v1.0/{quoted}" + (f"?{encoded}" if encoded else "")
 
 
 @dataclass

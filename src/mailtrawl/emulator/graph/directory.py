@@ -107,9 +107,9 @@ def _select(
                 "Request_BadRequest",
                 f"Could not find a property named '{name}' on type 'microsoft.graph.{kind}'.",
             )
-        out.append(canonical)
-    if "id" not in out:
-        out.append("id")
+        if canonical not in out:
+            out.append(canonical)
+    # Unlike Outlook, the directory returns only what was selected: no implicit `id`.
     return out
 
 
@@ -129,6 +129,12 @@ def group_json(group: Group, props: Sequence[str], typed: bool = False) -> dict[
 
 def _advanced(request: GraphRequest) -> bool:
     return (request.header("consistencylevel") or "").lower() == "eventual"
+
+
+def _advanced_filter(request: GraphRequest) -> bool:
+    """Advanced `$filter`/`$orderby` need the header and `$count=true` (only `$search` does not)."""
+    counted = request.query.get("$count", "").lower() == "true" or request.path.endswith("/$count")
+    return _advanced(request) and counted
 
 
 def _query_error(exc: QueryError) -> GraphError:
@@ -199,6 +205,9 @@ def _page(
     render: Callable[[Any], dict[str, Any]],
     context: str,
 ) -> GraphResponse:
+    if "$skip" in request.query:
+        # Directory collections page only by $skiptoken.
+        raise GraphError(400, "Request_BadRequest", "'$skip' is not supported by the service.")
     top = parse_top(request, default=100, maximum=999, directory=True)
     offset = skiptoken_offset(state.delta_secret, request.query.get("$skiptoken"))
     page = items[offset : offset + top]
@@ -222,7 +231,9 @@ def _filtered_users(request: GraphRequest, state: EmulatorState) -> list[User]:
     raw_filter = request.query.get("$filter")
     if raw_filter is not None:
         try:
-            predicate = compile_user_filter(parse_filter(raw_filter), advanced=_advanced(request))
+            predicate = compile_user_filter(
+                parse_filter(raw_filter), advanced=_advanced_filter(request)
+            )
         except QueryError as exc:
             raise _query_error(exc) from exc
         users = [u for u in users if predicate(u)]
@@ -237,7 +248,7 @@ def _filtered_users(request: GraphRequest, state: EmulatorState) -> list[User]:
             raise GraphError(
                 400, "Request_UnsupportedQuery", "Sorting not supported for current query."
             )
-        if raw_filter is not None and not _advanced(request):
+        if raw_filter is not None and not _advanced_filter(request):
             raise GraphError(
                 400, "Request_UnsupportedQuery", "Sorting not supported for current query."
             )
@@ -362,8 +373,6 @@ def _render_member(request: GraphRequest) -> Callable[[User | Group], dict[str, 
         group_props = [
             _GROUP_PROPS_LOWER[s.lower()] for s in select if s.lower() in _GROUP_PROPS_LOWER
         ]
-        user_props += [] if "id" in user_props else ["id"]
-        group_props += [] if "id" in group_props else ["id"]
 
     def render(obj: User | Group) -> dict[str, Any]:
         if isinstance(obj, User):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,7 @@ from mailtrawl.emulator.graph.core import (
     ROUTER,
     GraphRequest,
     GraphResponse,
+    Handler,
     no_content,
     ok,
     parse_select,
@@ -25,7 +28,9 @@ from mailtrawl.emulator.graph.messages_json import (
     attachment_json,
     folder_json,
     message_json,
+    resolve_folder_select,
     resolve_select,
+    select_folder_fields,
 )
 from mailtrawl.emulator.mime import conversation_id_for, message_from_rfc822, rfc822_from_message
 from mailtrawl.emulator.query.kql import compile_search, parse_search
@@ -104,15 +109,38 @@ def _folder_page(request: GraphRequest, box: Mailbox, parent_id: str) -> GraphRe
         for f in box.folders.values()
         if f.parent_id == parent_id and (include_hidden or not f.hidden)
     ]
+    raw_filter = request.query.get("$filter")
+    if raw_filter is not None:
+        folders = [f for f in folders if _folder_filter(raw_filter)(f)]
+    fields = resolve_folder_select(parse_select(request))
     top = parse_top(request, default=10, maximum=1000, directory=False)
     skip = _skip(request)
     page = folders[skip : skip + top]
-    body: dict[str, Any] = {"value": [folder_json(box, f) for f in page]}
+    body: dict[str, Any] = {
+        "value": [select_folder_fields(folder_json(box, f), fields) for f in page]
+    }
     if skip + top < len(folders):
         query = dict(request.query)
         query["$skip"] = str(skip + top)
         body["@odata.nextLink"] = request.url(request.path.split("/v1.0/", 1)[1], query)
     return ok(body)
+
+
+_FOLDER_FILTER = re.compile(r"^\s*displayName\s+eq\s+'((?:[^']|'')*)'\s*$", re.IGNORECASE)
+
+
+def _folder_filter(raw: str) -> Callable[[Folder], bool]:
+    """The one folder filter clients need (`displayName eq '...'`); others are not modelled."""
+    match = _FOLDER_FILTER.match(raw)
+    if match is None:
+        # Never ignore a filter silently: answer that the emulator does not evaluate it.
+        raise GraphError(
+            501,
+            "NotImplemented",
+            "The emulator evaluates only \"displayName eq '...'\" in $filter on mail folders.",
+        )
+    wanted = match.group(1).replace("''", "'").lower()
+    return lambda f: f.display_name.lower() == wanted
 
 
 @ROUTER.add("GET", "users/{user}/mailFolders", MAIL_READ_BASIC, "mail")
@@ -124,7 +152,10 @@ def list_folders(request: GraphRequest, state: EmulatorState) -> GraphResponse:
 @ROUTER.add("GET", "users/{user}/mailFolders/{folder}", MAIL_READ_BASIC, "mail")
 def get_folder(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     box = _box(request)
-    return ok(folder_json(box, _folder(box, request.params["folder"])))
+    fields = resolve_folder_select(parse_select(request))
+    return ok(
+        select_folder_fields(folder_json(box, _folder(box, request.params["folder"])), fields)
+    )
 
 
 @ROUTER.add("GET", "users/{user}/mailFolders/{folder}/childFolders", MAIL_READ_BASIC, "mail")
@@ -184,6 +215,7 @@ def _received_desc(msg: Message) -> datetime:
 def list_messages(request: GraphRequest, source: list[Message]) -> GraphResponse:
     view = _view(request)
     fields = resolve_select(parse_select(request), basic_only=view.basic_only)
+    expand = _expand_attachments(request, view)
     search = request.query.get("$search")
     raw_filter = request.query.get("$filter")
     raw_orderby = request.query.get("$orderby")
@@ -238,6 +270,9 @@ def list_messages(request: GraphRequest, source: list[Message]) -> GraphResponse
         query["$skip"] = str(skip + top)
         body["@odata.nextLink"] = request.url(request.path.split("/v1.0/", 1)[1], query)
     body["value"] = [message_json(view, m, fields) for m in page]
+    if expand:
+        for rendered, msg in zip(body["value"], page, strict=True):
+            rendered["attachments"] = [attachment_json(a) for a in msg.attachments]
     return ok(body, headers=_preference_headers(request))
 
 
@@ -263,18 +298,25 @@ def _get_message(request: GraphRequest, folder_ref: str | None) -> GraphResponse
     view = _view(request)
     fields = resolve_select(parse_select(request), basic_only=view.basic_only)
     body = message_json(view, msg, fields)
-    expand = (request.query.get("$expand") or "").strip().lower()
-    if expand:
-        if expand != "attachments":
-            raise bad_request(
-                f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'."
-            )
-        if view.basic_only:
-            raise GraphError(
-                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
-            )
+    if _expand_attachments(request, view):
         body["attachments"] = [attachment_json(a) for a in msg.attachments]
     return ok(body, headers=_preference_headers(request))
+
+
+def _expand_attachments(request: GraphRequest, view: MessageView) -> bool:
+    """Whether `$expand=attachments` was asked for (the only expansion modelled)."""
+    expand = (request.query.get("$expand") or "").strip().lower()
+    if not expand:
+        return False
+    if expand != "attachments":
+        raise bad_request(
+            f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'."
+        )
+    if view.basic_only:
+        raise GraphError(
+            403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+        )
+    return True
 
 
 @ROUTER.add("GET", "users/{user}/messages/{message}", MAIL_READ_BASIC, "mail")
@@ -618,6 +660,7 @@ def update_message(request: GraphRequest, state: EmulatorState) -> GraphResponse
 # Creating messages ---------------------------------------------------------------------
 
 MESSAGE_FLAGS = "integer 0x0e07"
+MF_READ = 0x01
 MF_UNSENT = 0x08
 
 
@@ -644,6 +687,7 @@ def _create_from_json(
             raise GraphError(400, "RequestBodyRead", "Invalid singleValueExtendedProperties entry.")
         props[str(prop["id"]).lower()] = str(prop["value"])
     is_draft = True
+    is_read = True  # a new draft is read
     if MESSAGE_FLAGS in props:
         try:
             flags = int(props[MESSAGE_FLAGS])
@@ -652,6 +696,7 @@ def _create_from_json(
                 400, "ErrorInvalidExtendedPropertyValue", "Invalid value for Integer 0x0E07."
             ) from None
         is_draft = bool(flags & MF_UNSENT)
+        is_read = bool(flags & MF_READ)
     headers: list[tuple[str, str]] = []
     for header in payload.get("internetMessageHeaders") or []:
         name = str(header.get("name", "")) if isinstance(header, dict) else ""
@@ -711,7 +756,7 @@ def _create_from_json(
         headers=headers,
         attachments=attachments,
         categories=[str(c) for c in payload.get("categories") or []],
-        is_read=bool(payload.get("isRead", is_draft)),
+        is_read=bool(payload.get("isRead", is_read)),
         importance=str(payload.get("importance") or "normal"),
         is_draft=is_draft,
         conversation_id=conversation_id_for(str(payload.get("subject") or "")),
@@ -799,3 +844,35 @@ def add_attachment(request: GraphRequest, state: EmulatorState) -> GraphResponse
     msg.attachments.append(att)
     box.touch(msg)
     return ok(attachment_json(att), status=201)
+
+
+# The same operations addressed through a folder (`…/mailFolders/{folder}/messages/{message}/…`):
+# Graph accepts both paths; through a folder, the message must be in that folder.
+
+
+def _through_folder(handler: Handler) -> Handler:
+    def checked(
+        request: GraphRequest, state: EmulatorState
+    ) -> GraphResponse | Awaitable[GraphResponse]:
+        box = _box(request)
+        _message(box, request.params["message"], _folder(box, request.params["folder"]))
+        return handler(request, state)
+
+    return checked
+
+
+for _method, _suffix, _roles, _handler in (
+    ("PATCH", "", MAIL_WRITE, update_message),
+    ("POST", "/move", MAIL_WRITE, move_message),
+    ("POST", "/copy", MAIL_WRITE, copy_message),
+    ("GET", "/$value", MAIL_READ, get_message_mime),
+    ("GET", "/attachments", MAIL_READ, list_attachments),
+    ("GET", "/attachments/{attachment}", MAIL_READ, get_attachment),
+    ("GET", "/attachments/{attachment}/$value", MAIL_READ, get_attachment_value),
+):
+    ROUTER.add(
+        _method,
+        f"users/{{user}}/mailFolders/{{folder}}/messages/{{message}}{_suffix}",
+        _roles,
+        "mail",
+    )(_through_folder(_handler))

@@ -16,12 +16,17 @@ def iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
 
 
+def _recipient(value: EmailAddress) -> dict[str, Any]:
+    # Exchange never shows an empty display name: without one, the address stands in.
+    return {"emailAddress": {"name": value.name or value.address, "address": value.address}}
+
+
 def _addr(value: EmailAddress | None) -> dict[str, Any] | None:
-    return value.to_graph() if value is not None else None
+    return _recipient(value) if value is not None else None
 
 
 def _addrs(values: list[EmailAddress]) -> list[dict[str, Any]]:
-    return [v.to_graph() for v in values]
+    return [_recipient(v) for v in values]
 
 
 class MessageView:
@@ -116,6 +121,41 @@ def message_json(view: MessageView, msg: Message, fields: Sequence[str]) -> dict
     for name in fields:
         body[name] = _FIELDS[name](view, msg)
     return body
+
+
+FOLDER_FIELDS = (
+    "id",
+    "displayName",
+    "parentFolderId",
+    "childFolderCount",
+    "unreadItemCount",
+    "totalItemCount",
+    "sizeInBytes",
+    "isHidden",
+)
+_FOLDER_FIELDS_LOWER = {name.lower(): name for name in FOLDER_FIELDS}
+
+
+def resolve_folder_select(select: list[str] | None) -> list[str] | None:
+    """Canonical mailFolder fields for `$select` (None: all); unknown names answer 400."""
+    if select is None:
+        return None
+    out = ["id"]
+    for raw in select:
+        name = _FOLDER_FIELDS_LOWER.get(raw.lower())
+        if name is None:
+            raise GraphError(
+                400,
+                "RequestBroker--ParseUri",
+                f"Could not find a property named '{raw}' on type 'microsoft.graph.mailFolder'.",
+            )
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def select_folder_fields(body: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    return body if fields is None else {k: body[k] for k in fields}
 
 
 def folder_json(box: Mailbox, folder: Folder) -> dict[str, Any]:
