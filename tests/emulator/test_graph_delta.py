@@ -375,3 +375,24 @@ def test_delta_errors_and_permissions(emulator: EmulatorProcess, graph: httpx.Cl
         assert synced.items[0]["subject"]
     with _app(emulator, "User.Read.All") as no_mail:
         _error(no_mail.get(INBOX_DELTA), 403, "ErrorAccessDenied")
+
+
+@pytest.mark.parametrize("change_type", [None, "created"])
+def test_an_item_changed_while_the_client_pages_is_not_lost(
+    emulator: EmulatorProcess, graph: httpx.Client, change_type: str | None
+) -> None:
+    ids = _deliver(emulator, "Paged", copies=3)
+    params = {"changeType": change_type} if change_type else {}
+    headers = {"Prefer": "odata.maxpagesize=1"}
+    page = graph.get(INBOX_DELTA, params=params, headers=headers).json()
+    seen = [i["id"] for i in page["value"]]
+    # Change every item the client has not been served yet.
+    for msg_id in set(ids) - set(seen):
+        graph.patch(f"users/bob@contoso.com/messages/{msg_id}", json={"isRead": True})
+    while "@odata.nextLink" in page:
+        page = graph.get(page["@odata.nextLink"], headers=headers).json()
+        seen += [i["id"] for i in page["value"]]
+    seen += _round(graph, page["@odata.deltaLink"]).ids
+    # Every message reaches the client (a replay as an update is allowed, a loss is not).
+    assert set(ids) <= set(seen)
+    assert len(set(seen)) == 4

@@ -532,3 +532,20 @@ def test_users_orderby(graph: httpx.Client) -> None:
         "carol@contoso.com",
         "bob@contoso.com",
     ]
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("users", {"$expand": "manager"}),
+        ("users/alice@contoso.com", {"$expand": "memberOf"}),
+        (f"groups/{ALL_STAFF}/members", {"$filter": "startswith(displayName,'F')"}),
+        (f"groups/{ALL_STAFF}/transitiveMembers", {"$search": '"displayName:f"'}),
+        ("groups", {"$orderby": "displayName"}),
+    ],
+)
+def test_query_options_the_emulator_does_not_evaluate_are_refused(
+    graph: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    # Never silently ignored: a member list that ignored its $filter would look right.
+    _error(graph.get(path, params=params), 501, "NotImplemented")

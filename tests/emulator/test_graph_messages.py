@@ -943,3 +943,38 @@ def test_next_links_are_valid_urls_for_any_http_client(
     with opener.open(request, timeout=30) as response:
         page = json.load(response)
     assert len(page["value"]) == 1
+
+
+def test_listing_with_expanded_attachments(graph: httpx.Client) -> None:
+    listed = graph.get(
+        "users/alice@contoso.com/mailFolders/inbox/messages",
+        params={"$select": "subject,hasAttachments", "$expand": "attachments"},
+    )
+    assert listed.status_code == 200
+    by_subject = {m["subject"]: m for m in listed.json()["value"]}
+    assert [a["name"] for a in by_subject[PHISH_SUBJECT]["attachments"]] == ["Invoice_8842.pdf"]
+    assert [a["name"] for a in by_subject["Quarterly numbers"]["attachments"]] == ["q3.csv"]
+    assert base64.b64decode(by_subject["Quarterly numbers"]["attachments"][0]["contentBytes"]) == (
+        b"quarter,revenue\nQ3,1000\n"
+    )
+    _error(
+        graph.get("users/alice@contoso.com/messages", params={"$expand": "mentions"}),
+        400,
+        "BadRequest",
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("users/alice@contoso.com/mailFolders", {"$orderby": "displayName"}),
+        ("users/alice@contoso.com/mailFolders", {"$filter": "totalItemCount gt 0"}),
+        ("users/alice@contoso.com/mailFolders/inbox", {"$expand": "childFolders"}),
+        ("users/alice@contoso.com/messages", {"$format": "json"}),
+    ],
+)
+def test_query_options_the_emulator_does_not_evaluate_are_refused(
+    graph: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    # Never silently ignored: that would look like a right answer.
+    _error(graph.get(path, params=params), 501, "NotImplemented")

@@ -470,6 +470,21 @@ def parse_top(request: GraphRequest, *, default: int, maximum: int, directory: b
     return top
 
 
+def refuse_unmodelled(request: GraphRequest, *modelled: str) -> None:
+    """501 for a query option the emulator does not evaluate on this request.
+
+    Ignoring a `$filter`, `$orderby` or `$expand` silently would hand a client results that
+    look right and are not; an explicit 501 shows the gap at once.
+    """
+    for key in request.query:
+        if key.startswith("$") and key[1:] in _QUERY_OPTIONS and key not in modelled:
+            raise GraphError(
+                501,
+                "NotImplemented",
+                f"The emulator does not evaluate the query option '{key}' on this request.",
+            )
+
+
 def parse_select(request: GraphRequest) -> list[str] | None:
     raw = request.query.get("$select")
     if raw is None:

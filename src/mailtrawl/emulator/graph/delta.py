@@ -126,9 +126,17 @@ def folder_delta(request: GraphRequest, state: EmulatorState) -> GraphResponse:
     entries: list[tuple[int, dict[str, Any]]] = []
     if change_type != "deleted":
         for msg in box.in_folder(folder.id):
-            if not (cur < msg.seq <= upto) or msg.seq <= since:
+            # An item that entered the folder in the window is paged by that (stable) moment,
+            # so a change while the client pages cannot push it out of the round; it comes
+            # again in the next round as an update. Other items are paged by their last change.
+            if since < msg.folder_seq <= upto:
+                created, key = True, msg.folder_seq
+            elif since < msg.seq <= upto:
+                created, key = False, msg.seq
+            else:
                 continue
-            created = msg.folder_seq > since
+            if key <= cur:
+                continue
             if change_type == "created" and not created:
                 continue
             if change_type == "updated" and created:
@@ -137,7 +145,7 @@ def folder_delta(request: GraphRequest, state: EmulatorState) -> GraphResponse:
                 ts = msg.received.timestamp()
                 if (op == "ge" and ts < bound) or (op == "gt" and ts <= bound):
                     continue
-            entries.append((msg.seq, message_json(view, msg, fields)))
+            entries.append((key, message_json(view, msg, fields)))
     if not token.get("first") and change_type in (None, "deleted"):
         for tomb in box.tombstones:
             if tomb.folder_id == folder.id and cur < tomb.seq <= upto and tomb.seq > since:

@@ -17,6 +17,7 @@ from mailtrawl.emulator.graph.core import (
     ok,
     parse_select,
     parse_top,
+    refuse_unmodelled,
 )
 from mailtrawl.emulator.graph.paging import encode_token, skiptoken_offset
 from mailtrawl.emulator.query.odata import QueryError, compile_user_filter, parse_filter
@@ -198,6 +199,10 @@ def _user_search(request: GraphRequest) -> Callable[[User], bool] | None:
     return combined
 
 
+# Query options every directory collection here evaluates ($skip: to refuse it as Graph does).
+_PAGED = ("$select", "$top", "$skiptoken", "$skip", "$count")
+
+
 def _page(
     request: GraphRequest,
     state: EmulatorState,
@@ -261,6 +266,7 @@ def _filtered_users(request: GraphRequest, state: EmulatorState) -> list[User]:
 
 @ROUTER.add("GET", "users", USERS_READ, "directory")
 def list_users(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, *_PAGED, "$filter", "$search", "$orderby")
     props = _select(parse_select(request), USER_DEFAULT, _USER_PROPS_LOWER, "user")
     users = _filtered_users(request, state)
     return _page(request, state, users, lambda u: user_json(u, props), "users")
@@ -268,6 +274,7 @@ def list_users(request: GraphRequest, state: EmulatorState) -> GraphResponse:
 
 @ROUTER.add("GET", "users/$count", USERS_READ, "directory")
 def count_users(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, "$filter", "$search")
     if not _advanced(request):
         raise GraphError(400, "Request_BadRequest", "$count is not currently supported.")
     users = _filtered_users(request, state)
@@ -289,6 +296,7 @@ def _user_or_404(state: EmulatorState, ref: str) -> User:
 
 @ROUTER.add("GET", "users/{user}", USERS_READ, "directory")
 def get_user(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, "$select")
     props = _select(parse_select(request), USER_DEFAULT, _USER_PROPS_LOWER, "user")
     user = _user_or_404(state, request.params["user"])
     body = {
@@ -340,6 +348,7 @@ def _group_filter(raw: str) -> Callable[[Group], bool]:
 
 @ROUTER.add("GET", "groups", GROUPS_READ, "directory")
 def list_groups(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, *_PAGED, "$filter")
     props = _select(parse_select(request), GROUP_DEFAULT, _GROUP_PROPS_LOWER, "group")
     groups = list(state.tenant.groups.values())
     raw = request.query.get("$filter")
@@ -351,6 +360,7 @@ def list_groups(request: GraphRequest, state: EmulatorState) -> GraphResponse:
 
 @ROUTER.add("GET", "groups/{group}", GROUPS_READ, "directory")
 def get_group(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, "$select")
     props = _select(parse_select(request), GROUP_DEFAULT, _GROUP_PROPS_LOWER, "group")
     group = _group_or_404(state, request.params["group"])
     return ok(
@@ -393,6 +403,7 @@ def _members(state: EmulatorState, group: Group) -> list[User | Group]:
 
 @ROUTER.add("GET", "groups/{group}/members", GROUPS_READ, "directory")
 def list_members(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, *_PAGED)
     group = _group_or_404(state, request.params["group"])
     return _page(
         request, state, _members(state, group), _render_member(request), "directoryObjects"
@@ -401,6 +412,7 @@ def list_members(request: GraphRequest, state: EmulatorState) -> GraphResponse:
 
 @ROUTER.add("GET", "groups/{group}/transitiveMembers", GROUPS_READ, "directory")
 def list_transitive_members(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, *_PAGED)
     group = _group_or_404(state, request.params["group"])
     return _page(
         request, state, state.transitive_members(group), _render_member(request), "directoryObjects"
@@ -409,6 +421,7 @@ def list_transitive_members(request: GraphRequest, state: EmulatorState) -> Grap
 
 @ROUTER.add("GET", "users/{user}/memberOf", MEMBER_OF_READ, "directory")
 def list_member_of(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, *_PAGED)
     user = _user_or_404(state, request.params["user"])
     groups: list[User | Group] = list(state.member_of(user.id))
     return _page(request, state, groups, _render_member(request), "directoryObjects")
@@ -416,6 +429,7 @@ def list_member_of(request: GraphRequest, state: EmulatorState) -> GraphResponse
 
 @ROUTER.add("GET", "users/{user}/transitiveMemberOf", MEMBER_OF_READ, "directory")
 def list_transitive_member_of(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, *_PAGED)
     user = _user_or_404(state, request.params["user"])
     seen: dict[str, Group] = {}
     frontier = [user.id]

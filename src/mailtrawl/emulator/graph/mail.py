@@ -22,6 +22,7 @@ from mailtrawl.emulator.graph.core import (
     ok,
     parse_select,
     parse_top,
+    refuse_unmodelled,
 )
 from mailtrawl.emulator.graph.messages_json import (
     MessageView,
@@ -103,6 +104,7 @@ def _query_error(exc: QueryError) -> GraphError:
 
 
 def _folder_page(request: GraphRequest, box: Mailbox, parent_id: str) -> GraphResponse:
+    refuse_unmodelled(request, "$select", "$filter", "$top", "$skip")
     include_hidden = request.query.get("includeHiddenFolders", "").lower() == "true"
     folders = [
         f
@@ -151,6 +153,7 @@ def list_folders(request: GraphRequest, state: EmulatorState) -> GraphResponse:
 
 @ROUTER.add("GET", "users/{user}/mailFolders/{folder}", MAIL_READ_BASIC, "mail")
 def get_folder(request: GraphRequest, state: EmulatorState) -> GraphResponse:
+    refuse_unmodelled(request, "$select")
     box = _box(request)
     fields = resolve_folder_select(parse_select(request))
     return ok(
@@ -213,6 +216,9 @@ def _received_desc(msg: Message) -> datetime:
 
 
 def list_messages(request: GraphRequest, source: list[Message]) -> GraphResponse:
+    refuse_unmodelled(
+        request, "$select", "$filter", "$orderby", "$search", "$top", "$skip", "$count", "$expand"
+    )
     view = _view(request)
     fields = resolve_select(parse_select(request), basic_only=view.basic_only)
     expand = _expand_attachments(request, view)
@@ -292,6 +298,7 @@ def list_folder_messages(request: GraphRequest, state: EmulatorState) -> GraphRe
 
 
 def _get_message(request: GraphRequest, folder_ref: str | None) -> GraphResponse:
+    refuse_unmodelled(request, "$select", "$expand")
     box = _box(request)
     folder = _folder(box, folder_ref) if folder_ref else None
     msg = _message(box, request.params["message"], folder)
