@@ -351,3 +351,23 @@ def test_raw_rfc822_delivery_with_copies(emulator: EmulatorProcess, graph: httpx
         (SUBJECT, "2026-11-04T00:00:00Z")
     ] * 3
     assert len({m["id"] for m in listed}) == 3
+
+
+def test_a_delivery_that_fails_for_one_recipient_delivers_nothing(
+    emulator: EmulatorProcess, graph: httpx.Client
+) -> None:
+    folder = graph.post("users/bob@contoso.com/mailFolders", json={"displayName": "Held"}).json()
+    payload = {
+        "mime": base64.b64encode(_roundtrip_email()).decode(),
+        "recipients": ["bob@contoso.com", "alice@contoso.com"],
+        "folder": folder["id"],  # exists in Bob's mailbox only
+    }
+    with emulator.client() as client:
+        response = client.post(
+            f"{emulator.info['control_url']}/deliver",
+            json=payload,
+            headers={"Authorization": f"Bearer {emulator.info['control_token']}"},
+        )
+    assert response.status_code == 404
+    held = graph.get(f"users/bob@contoso.com/mailFolders/{folder['id']}/messages").json()
+    assert held["value"] == []

@@ -322,3 +322,15 @@ def test_a_batch_on_one_mailbox_stays_within_its_concurrency(
     stats = emulator.stats()
     assert stats["peakMailboxInFlight"] == 4
     assert stats["throttled"] == 0
+
+
+def test_depends_on_matches_ids_case_insensitively(graph: httpx.Client) -> None:
+    responses = _batch(
+        graph,
+        [
+            _get("First", "/users/alice@contoso.com/mailFolders/inbox"),
+            _get("second", "/users/alice@contoso.com/mailFolders/archive", dependsOn=["first"]),
+        ],
+    )
+    assert responses["First"]["status"] == 200
+    assert responses["second"]["status"] == 200

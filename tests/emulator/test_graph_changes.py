@@ -4,6 +4,7 @@ and mailbox settings."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -599,3 +600,38 @@ def test_changes_addressed_through_a_folder(emulator: EmulatorProcess, graph: ht
     assert stored[msg["id"]][1]["categories"] == ["Phish"]
     assert stored[msg["id"]][1]["isRead"] is False
     assert stored[copied.json()["id"]][0] == "archive"
+
+
+def test_attachments_can_be_added_to_drafts_only(
+    emulator: EmulatorProcess, graph: httpx.Client
+) -> None:
+    draft = graph.post("users/erin@contoso.com/messages", json={"subject": "with file"}).json()
+    content = b"evidence bytes"
+    added = graph.post(
+        f"users/erin@contoso.com/messages/{draft['id']}/attachments",
+        json={
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": "evidence.txt",
+            "contentType": "text/plain",
+            "contentBytes": base64.b64encode(content).decode(),
+        },
+    )
+    assert added.status_code == 201
+    assert added.json()["name"] == "evidence.txt"
+    value = graph.get(
+        f"users/erin@contoso.com/messages/{draft['id']}/attachments/{added.json()['id']}/$value"
+    )
+    assert value.content == content
+    assert graph.get(f"users/erin@contoso.com/messages/{draft['id']}").json()["hasAttachments"]
+    received = _phish(graph, "alice@contoso.com")
+    refused = graph.post(
+        f"users/alice@contoso.com/messages/{received['id']}/attachments",
+        json={
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": "x.txt",
+            "contentBytes": base64.b64encode(b"x").decode(),
+        },
+    )
+    assert refused.status_code == 400
+    stored = {m["subject"]: m for _, m in _stored(emulator, "erin@contoso.com").values()}
+    assert [a["name"] for a in stored["with file"]["attachments"]] == ["evidence.txt"]

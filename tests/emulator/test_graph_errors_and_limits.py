@@ -477,3 +477,27 @@ def test_statistics_by_endpoint_mailbox_status_and_app(
     assert stats["throttled"] == 0
     emulator.control("DELETE", "/stats")
     assert emulator.stats()["total"] == 0
+
+
+def test_the_window_reopens_after_retry_after(
+    emulator: EmulatorProcess, graph: httpx.Client
+) -> None:
+    emulator.settings(limits={"mailbox_requests_per_window": 2, "mailbox_window_seconds": 1})
+    assert graph.get("users/alice@contoso.com/mailFolders/inbox").status_code == 200
+    assert graph.get("users/alice@contoso.com/mailFolders/inbox").status_code == 200
+    third = graph.get("users/alice@contoso.com/mailFolders/inbox")
+    _error(third, 429, "ApplicationThrottled")
+    time.sleep(float(third.headers["Retry-After"]))
+    assert graph.get("users/alice@contoso.com/mailFolders/inbox").status_code == 200
+
+
+def test_the_app_rate_recovers_after_retry_after(
+    emulator: EmulatorProcess, graph: httpx.Client
+) -> None:
+    emulator.settings(limits={"app_requests_per_second": 2})
+    statuses = [graph.get("users").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    refused = graph.get("users")
+    assert refused.status_code == 429
+    time.sleep(float(refused.headers["Retry-After"]))
+    assert graph.get("users").status_code == 200

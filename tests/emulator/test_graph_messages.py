@@ -978,3 +978,21 @@ def test_query_options_the_emulator_does_not_evaluate_are_refused(
 ) -> None:
     # Never silently ignored: that would look like a right answer.
     _error(graph.get(path, params=params), 501, "NotImplemented")
+
+
+def test_several_preferences_in_one_header(graph: httpx.Client) -> None:
+    immutable = graph.get(
+        "users/alice@contoso.com/messages",
+        params={"$filter": f"internetMessageId eq '{PHISH_ID}'", "$select": "id"},
+        headers={"Prefer": 'IdType="ImmutableId"'},
+    ).json()["value"][0]["id"]
+    response = graph.get(
+        f"users/alice@contoso.com/messages/{immutable}",
+        params={"$select": "body"},
+        headers={"Prefer": 'outlook.body-content-type="text", IdType="ImmutableId"'},
+    )
+    assert response.status_code == 200
+    assert response.json()["id"] == immutable
+    assert response.json()["body"]["contentType"] == "text"
+    applied = {p.strip() for p in response.headers["Preference-Applied"].split(",")}
+    assert applied == {'outlook.body-content-type="text"', 'IdType="ImmutableId"'}

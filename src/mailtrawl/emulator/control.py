@@ -179,12 +179,14 @@ def deliver(
         parsed = parse_rfc822(raw)
     except MimeError as exc:
         raise ControlError(400, f"not a message: {exc}") from exc
+    for user in users:  # every folder is checked before anything is delivered
+        if state.mailbox(user).folder(folder) is None:
+            raise ControlError(404, f"no folder '{folder}' in {user.user_principal_name}")
     delivered = []
     for user in users:
-        box = state.mailbox(user)
+        box = state.mailbox(user)  # fetched again: the cache may have let it go meanwhile
         target = box.folder(folder)
-        if target is None:
-            raise ControlError(404, f"no folder '{folder}' in {user.user_principal_name}")
+        assert target is not None
         for _ in range(copies):
             msg = message_from_parsed(
                 parsed, box=box, folder_id=target.id, received=received or state.now()

@@ -144,6 +144,7 @@ async def run_batch(request: GraphRequest, state: EmulatorState) -> GraphRespons
     state.stats.batch_subrequests += len(items)
     sequential = any(item.get("dependsOn") for item in items)
     results: dict[str, dict[str, Any]] = {}
+    status_of: dict[str, int] = {}
 
     async def run(item: dict[str, Any]) -> None:
         try:
@@ -159,14 +160,14 @@ async def run_batch(request: GraphRequest, state: EmulatorState) -> GraphRespons
     if sequential:
         for item in items:
             failed = [
-                d
-                for d in item.get("dependsOn") or ()
-                if results.get(d, {}).get("status", 424) >= 400
+                d for d in item.get("dependsOn") or () if status_of.get(d.lower(), 424) >= 400
             ]
             if failed:
                 results[item["id"]] = _failed_dependency(item["id"])
             else:
                 await run(item)
+            # Ids are unique case-insensitively, so dependsOn matches them that way too.
+            status_of[item["id"].lower()] = results[item["id"]]["status"]
     else:
         gate = asyncio.Semaphore(PARALLELISM)
 

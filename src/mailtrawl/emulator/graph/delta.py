@@ -3,7 +3,9 @@
 Every change in a mailbox takes the next sequence number. A delta token records the sequence
 the client has seen; the next round returns messages whose last change is newer, and
 `@removed` entries for items that left the folder. Paging walks a fixed (since, upto] window
-by sequence, so an item changed mid-sync moves to the next round instead of being skipped.
+by sequence: an item that entered the folder in the window keeps its place (the moment it
+entered), so changing it mid-sync never drops it from the round, and the change itself comes
+in the next round; an older item changed mid-sync moves to the next round.
 """
 
 from __future__ import annotations
