@@ -10,16 +10,9 @@ import httpx
 import pytest
 
 from mailtrawl.emulator.testing import EmulatorProcess
+from tests.emulator.graph_assertions import assert_graph_error as _error
 
 PHISH_ID = "<inv-20261102-0001@fabrikam-billing.com>"
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert {"date", "request-id", "client-request-id"} <= error["innerError"].keys()
-    return dict(error)
 
 
 def _batch(graph: httpx.Client, requests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -12,16 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailtrawl.emulator.testing import EmulatorProcess
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert error["message"]
-    assert {"date", "request-id", "client-request-id"} <= error["innerError"].keys()
-    assert response.headers["request-id"] == error["innerError"]["request-id"]
-    return dict(error)
+from tests.emulator.graph_assertions import assert_graph_error as _error
 
 
 def _mail(

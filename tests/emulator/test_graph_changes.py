@@ -13,19 +13,10 @@ import httpx
 import pytest
 
 from mailtrawl.emulator.testing import EmulatorProcess
+from tests.emulator.graph_assertions import assert_graph_error as _error
 
 IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
 PHISH_ID = "<inv-20261102-0001@fabrikam-billing.com>"
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert {"date", "request-id", "client-request-id"} <= error["innerError"].keys()
-    return dict(error)
 
 
 @contextmanager

@@ -13,17 +13,10 @@ import httpx
 import pytest
 
 from mailtrawl.emulator.testing import EmulatorProcess
+from tests.emulator.graph_assertions import assert_graph_error as _error
 
 INBOX_DELTA = "users/bob@contoso.com/mailFolders/inbox/messages/delta"
 JUNK_DELTA = "users/bob@contoso.com/mailFolders/junkemail/messages/delta"
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert {"date", "request-id", "client-request-id"} <= error["innerError"].keys()
-    return dict(error)
 
 
 def _mail(subject: str) -> bytes:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from mailtrawl.emulator.testing import EmulatorProcess
+from tests.emulator.graph_assertions import assert_graph_error as _error
 
 EVENTUAL = {"ConsistencyLevel": "eventual"}
 TENANT_UPNS = {
@@ -27,18 +28,6 @@ FINANCE = "9a000000-0000-4000-8000-0000000000f1"
 SALES = "9a000000-0000-4000-8000-0000000000f2"
 LEADERSHIP = "9a000000-0000-4000-8000-0000000000f3"
 ALICE_ID = "a1a1a1a1-0000-4000-8000-000000000001"
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Graph's error shape, with the request-id header matching the body."""
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert {"date", "request-id", "client-request-id"} <= error["innerError"].keys()
-    assert error["innerError"]["request-id"] == response.headers["request-id"]
-    return dict(error)
 
 
 @contextmanager

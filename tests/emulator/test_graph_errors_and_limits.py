@@ -17,19 +17,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailtrawl.emulator.testing import EmulatorProcess
+from tests.emulator.graph_assertions import assert_graph_error as _error
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert {"date", "request-id", "client-request-id"} <= error["innerError"].keys()
-    assert error["innerError"]["request-id"] == response.headers["request-id"]
-    return dict(error)
 
 
 @contextmanager

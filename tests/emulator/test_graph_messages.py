@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from mailtrawl.emulator.testing import EmulatorProcess
+from tests.emulator.graph_assertions import assert_graph_error as _error
 
 VISIBLE_TOP_FOLDERS = {
     "Inbox",
@@ -28,17 +29,6 @@ VISIBLE_TOP_FOLDERS = {
 }
 PHISH_ID = "<inv-20261102-0001@fabrikam-billing.com>"
 PHISH_SUBJECT = "Overdue invoice – action required"
-
-
-def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert {"date", "request-id", "client-request-id"} <= error["innerError"].keys()
-    assert error["innerError"]["request-id"] == response.headers["request-id"]
-    return dict(error)
 
 
 def _mail(
