@@ -17,9 +17,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 
+from mailtrawl.emulator.certificates import certificate_from_pem
 from mailtrawl.emulator.graph.messages_json import iso
 from mailtrawl.emulator.mime import MimeError, message_from_parsed, parse_rfc822
 from mailtrawl.emulator.runtime import EmulatorState
@@ -236,21 +235,6 @@ def _secret_json(secret: Secret, reveal: bool = False) -> dict[str, Any]:
     return out
 
 
-def certificate_from_pem(pem: str, cert_id: str | None = None) -> Certificate:
-    cert = x509.load_pem_x509_certificate(pem.encode())
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-    return Certificate(
-        id=cert_id or str(uuid.uuid4()),
-        pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        thumbprint_sha1=b64(cert.fingerprint(hashes.SHA1())),  # noqa: S303 - Entra's x5t is SHA-1 by definition
-        thumbprint_sha256=b64(cert.fingerprint(hashes.SHA256())),
-        expires=cert.not_valid_after_utc,
-    )
-
-
 def app_json(app: App) -> dict[str, Any]:
     return {
         "clientId": app.client_id,
@@ -404,6 +388,13 @@ def handle(
     raise ControlError(404, f"no control endpoint {method} /_emulator/{route}")
 
 
+def _certificate(pem: str) -> Certificate:
+    try:
+        return certificate_from_pem(pem)
+    except ValueError as exc:
+        raise ControlError(400, f"not a PEM certificate: {exc}") from None
+
+
 def _apps(state: EmulatorState, method: str, parts: list[str], payload: Any) -> tuple[int, Any]:
     tenant = state.tenant
     if not parts and method == "GET":
@@ -432,7 +423,7 @@ def _apps(state: EmulatorState, method: str, parts: list[str], payload: Any) -> 
             secret = _new_secret(app, payload.get("secretValue"), expires, "control")
             out["secret"] = _secret_json(secret, reveal=True)
         for pem in payload.get("certificates") or []:
-            app.certificates.append(certificate_from_pem(str(pem)))
+            app.certificates.append(_certificate(str(pem)))
         out["certificates"] = app_json(app)["certificates"]
         return 201, out
     app = _app(state, parts[0])
@@ -467,7 +458,7 @@ def _apps(state: EmulatorState, method: str, parts: list[str], payload: Any) -> 
         app.secrets = [s for s in app.secrets if s.id != rest[1]]
         return 200, app_json(app)
     if rest == ["certificates"] and method == "POST":
-        cert = certificate_from_pem(str(payload.get("pem") or ""))
+        cert = _certificate(str(payload.get("pem") or ""))
         app.certificates.append(cert)
         return 201, {"id": cert.id, "thumbprintSha1": cert.thumbprint_sha1}
     if rest == ["permissions"] and method == "POST":

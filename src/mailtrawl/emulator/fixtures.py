@@ -319,8 +319,7 @@ def _tenant(doc: Mapping[str, Any]) -> Tenant:
 def _certificate(
     root: Path, obj: Mapping[str, Any], path: str, client_id: str, index: int
 ) -> Certificate:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
+    from mailtrawl.emulator.certificates import certificate_from_pem
 
     _keys(obj, {"id", "pem", "pemFile", "expires"}, path)
     if ("pem" in obj) == ("pemFile" in obj):
@@ -329,27 +328,17 @@ def _certificate(
         pem = _required(obj, "pem", path).encode()
     else:
         pem = _file(root, obj["pemFile"], _join(path, "pemFile"))
+    raw_id = _string(obj, "id", path)
     try:
-        cert = x509.load_pem_x509_certificate(pem)
+        return certificate_from_pem(
+            pem,
+            cert_id=_guid(raw_id, _join(path, "id"))
+            if raw_id
+            else deterministic_uuid("fixture-cert", client_id, index),
+            expires=_when(obj["expires"], _join(path, "expires")) if "expires" in obj else None,
+        )
     except ValueError as exc:
         raise FixtureError(path, f"not a PEM certificate ({exc})") from None
-    der = cert.public_bytes(Encoding.DER)
-
-    def thumb(digest: bytes) -> str:
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-    raw_id = _string(obj, "id", path)
-    return Certificate(
-        id=_guid(raw_id, _join(path, "id"))
-        if raw_id
-        else deterministic_uuid("fixture-cert", client_id, index),
-        pem=cert.public_bytes(Encoding.PEM).decode(),
-        thumbprint_sha1=thumb(hashlib.sha1(der).digest()),  # noqa: S324 - x5t is SHA-1 by definition
-        thumbprint_sha256=thumb(hashlib.sha256(der).digest()),
-        expires=_when(obj["expires"], _join(path, "expires"))
-        if "expires" in obj
-        else cert.not_valid_after_utc,
-    )
 
 
 def _apps(root: Path, doc: Mapping[str, Any], tenant: Tenant) -> None:
