@@ -8,10 +8,6 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
-
 from mailtrawl.configurations.schemas import (
     CertificateCredential,
     Credential,
@@ -19,6 +15,7 @@ from mailtrawl.configurations.schemas import (
     SecretCredential,
 )
 from mailtrawl.errors import ConfigError
+from mailtrawl.providers.graph.auth import ClientCertificate
 from mailtrawl.storage.models import CREDENTIAL_PURPOSE, CredentialKind
 from mailtrawl.storage.secrets import SecretBox, credential_hint
 
@@ -44,52 +41,13 @@ class SealedCredential:
     expires_at: datetime | None
 
 
-def _certificate_parts(
-    private_key_pem: str, certificate_pem: str
-) -> tuple[str, str, x509.Certificate]:
-    try:
-        cert = x509.load_pem_x509_certificate(certificate_pem.encode())
-    except ValueError:
-        raise ConfigError(
-            "The certificate is not a PEM certificate (-----BEGIN CERTIFICATE-----)."
-        ) from None
-    try:
-        key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
-    except (ValueError, TypeError):
-        raise ConfigError(
-            "The private key is not an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)."
-        ) from None
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    if public != cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ):
-        raise ConfigError("The private key does not belong to the certificate.")
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), cert
-
-
-def _from_pfx(cred: PfxCredential) -> tuple[str, str, x509.Certificate]:
+def _from_pfx(cred: PfxCredential) -> ClientCertificate:
     try:
         data = base64.b64decode(cred.pfx_base64.get_secret_value(), validate=True)
     except binascii.Error:
         raise ConfigError("The PFX file must be sent base64-encoded.") from None
-    password = cred.password.get_secret_value().encode() if cred.password else None
-    try:
-        key, cert, _extra = pkcs12.load_key_and_certificates(data, password)
-    except ValueError:
-        raise ConfigError(
-            "The PFX file could not be opened: wrong password, or not a PKCS#12 file."
-        ) from None
-    if key is None or cert is None:
-        raise ConfigError("The PFX file must hold both the certificate and its private key.")
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), cert
+    password = cred.password.get_secret_value() if cred.password else None
+    return ClientCertificate.from_pfx(data, password)
 
 
 def seal(box: SecretBox, credential: Credential) -> SealedCredential:
@@ -104,18 +62,21 @@ def seal(box: SecretBox, credential: Credential) -> SealedCredential:
             credential.expires_at,
         )
     if isinstance(credential, CertificateCredential):
-        key_pem, cert_pem, cert = _certificate_parts(
+        certificate = ClientCertificate.from_pem(
             credential.private_key_pem.get_secret_value(), credential.certificate_pem
         )
     else:
-        key_pem, cert_pem, cert = _from_pfx(credential)
-    payload = {"kind": "certificate", "private_key_pem": key_pem, "certificate_pem": cert_pem}
-    thumbprint = cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - Entra names certificates by SHA-1 thumbprint
+        certificate = _from_pfx(credential)
+    payload = {
+        "kind": "certificate",
+        "private_key_pem": certificate.private_key_pem,
+        "certificate_pem": certificate.certificate_pem,
+    }
     return SealedCredential(
         CredentialKind.CERTIFICATE,
         box.encrypt(json.dumps(payload), purpose=CREDENTIAL_PURPOSE),
-        thumbprint[-4:],
-        cert.not_valid_after_utc,
+        certificate.thumbprint[-4:].lower(),
+        certificate.expires_at,
     )
 
 
