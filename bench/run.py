@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import emulator_bench
+from bench import emulator_bench, investigation_bench
 from bench.common import write_result
 
 
@@ -14,6 +14,11 @@ def main(argv: list[str]) -> int:
     if not only or "emulator" in only:
         result = emulator_bench.run()
         path = write_result("emulator", result)
+        print(json.dumps(result, indent=2))
+        print(f"wrote {path}", file=sys.stderr)
+    if not only or "investigations" in only:
+        result = investigation_bench.run(quick="--quick" in only)
+        path = write_result("investigations", result)
         print(json.dumps(result, indent=2))
         print(f"wrote {path}", file=sys.stderr)
     return 0

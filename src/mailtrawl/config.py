@@ -62,7 +62,10 @@ class Settings(BaseSettings):
         description="Key file used when secret_key is not set; created on first run (0600).",
     )
     log_level: LogLevel = "INFO"
-    # Later issues add their settings below (server bind address, worker limits, ...).
+    # The job queue: jobs run at once per process, and how long a job stays leased to a
+    # worker that stops renewing it (a crashed process) before another worker takes it.
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    job_lease_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
 
     @field_validator("home", mode="before")
     @classmethod

@@ -954,6 +954,79 @@ def test_listing_with_expanded_attachments(graph: httpx.Client) -> None:
     )
 
 
+def test_expanded_attachments_with_select_carry_no_content(
+    emulator: EmulatorProcess, graph: httpx.Client
+) -> None:
+    outer = EmailMessage()
+    outer["From"] = "Bob Baker <bob@contoso.com>"
+    outer["To"] = "phishing@contoso.com"
+    outer["Subject"] = "FW: lure"
+    outer.set_content("Reporting this.")
+    outer.add_attachment(b"a,b\n", maintype="text", subtype="csv", filename="data.csv")
+    outer.add_attachment(_mail("Lure"), maintype="message", subtype="rfc822")
+    msg_id = _deliver(emulator, outer.as_bytes(), "phishing@contoso.com")[0]["id"]
+    expand = "attachments($select=name,size)"
+
+    listed = graph.get("users/phishing@contoso.com/messages", params={"$expand": expand})
+    assert listed.status_code == 200, listed.text
+    [message] = [m for m in listed.json()["value"] if m["id"] == msg_id]
+    file, item = sorted(message["attachments"], key=lambda a: a["@odata.type"])
+    # Annotations, the id and exactly the selected properties: never the content.
+    assert file == {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "@odata.mediaContentType": "text/csv",
+        "id": file["id"],
+        "name": "data.csv",
+        "size": 4,
+    }
+    assert item["@odata.type"] == "#microsoft.graph.itemAttachment"
+    assert set(item) == {"@odata.type", "id", "name", "size"}
+
+    every = "Attachments($select=id,name,contentType,size,isInline,lastModifiedDateTime)"
+    one = graph.get(f"users/phishing@contoso.com/messages/{msg_id}", params={"$expand": every})
+    assert one.status_code == 200, one.text
+    for att in one.json()["attachments"]:
+        assert "contentBytes" not in att
+        assert {"id", "name", "contentType", "size", "isInline", "lastModifiedDateTime"} <= set(att)
+    # Through a folder, and together with $select on the message.
+    in_folder = graph.get(
+        "users/phishing@contoso.com/mailFolders/inbox/messages",
+        params={"$select": "subject", "$expand": "attachments($select=isInline)"},
+    )
+    assert in_folder.status_code == 200
+    [rendered] = [m for m in in_folder.json()["value"] if m["id"] == msg_id]
+    assert set(rendered) == {"@odata.etag", "id", "subject", "attachments"}
+    assert [set(a) - {"@odata.mediaContentType"} for a in rendered["attachments"]] == [
+        {"@odata.type", "id", "isInline"}
+    ] * 2
+    # Plain $expand=attachments still brings the content.
+    full = graph.get(
+        f"users/phishing@contoso.com/messages/{msg_id}", params={"$expand": "attachments"}
+    )
+    [csv] = [a for a in full.json()["attachments"] if a["name"] == "data.csv"]
+    assert base64.b64decode(csv["contentBytes"]) == b"a,b\n"
+
+
+@pytest.mark.parametrize(
+    ("expand", "status", "code"),
+    [
+        ("attachments($select=name,bogus)", 400, "BadRequest"),
+        # contentBytes belongs to fileAttachment, not to the attachment base type.
+        ("attachments($select=contentBytes)", 400, "BadRequest"),
+        ("attachments($top=1)", 501, "NotImplemented"),
+        ("mentions($select=id)", 400, "BadRequest"),
+    ],
+)
+def test_expanded_attachment_options_are_checked(
+    graph: httpx.Client, expand: str, status: int, code: str
+) -> None:
+    for path in (
+        "users/alice@contoso.com/messages",
+        "users/alice@contoso.com/mailFolders/inbox/messages",
+    ):
+        _error(graph.get(path, params={"$expand": expand}), status, code)
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [

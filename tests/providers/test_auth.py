@@ -206,7 +206,7 @@ async def test_registry_creates_the_m365_provider(emulator: EmulatorProcess) -> 
     with pytest.raises(TypeError):
         registry.create("m365", object())
     with pytest.raises(ValueError, match="already registered"):
-        registry.register("m365", lambda s: provider)
+        registry.register("m365", lambda s: provider, provider.capabilities)
 
 
 async def test_national_clouds_without_permanent_delete(emulator: EmulatorProcess) -> None:

@@ -246,3 +246,59 @@ def test_server_query_validation() -> None:
         SearchTerm("x", "headers")  # type: ignore[arg-type]
     assert not ServerQuery(folders=("inbox",)).has_criteria
     assert ServerQuery(has_attachments=False).has_criteria
+
+
+def test_or_has_attachments_in_filter_keeps_the_date_range_outside_the_or() -> None:
+    query = ServerQuery(
+        received_from=T0,
+        received_until=T1,
+        from_addresses=("a@x.com", "b@x.com"),
+        subject_contains="pay",
+        or_has_attachments=True,
+    )
+    translated = translate(BOX.id, query, order_by_received=True)
+    params = translated.listings[0].params
+    assert params["$filter"] == (
+        "receivedDateTime ge 2026-11-01T00:00:00Z and receivedDateTime lt 2026-11-03T00:00:00Z"
+        " and (((from/emailAddress/address eq 'a@x.com' or from/emailAddress/address eq 'b@x.com')"
+        " and contains(subject,'pay')) or hasAttachments eq true)"
+    )
+    _valid_filter(params["$filter"], params["$orderby"])
+    one, _ = build_filter(ServerQuery(subject_equals="x", or_has_attachments=True))
+    assert one == "(subject eq 'x' or hasAttachments eq true)"
+    _valid_filter(one)
+    # Nothing but dates: everything in the range is listed anyway.
+    dates, _ = build_filter(ServerQuery(received_from=T0, or_has_attachments=True))
+    assert dates == "receivedDateTime ge 2026-11-01T00:00:00Z"
+
+
+def test_or_has_attachments_lets_messages_with_attachments_through_the_residual() -> None:
+    addresses = tuple(f"u{i}@x.com" for i in range(MAX_OR_TERMS + 1))
+    query = ServerQuery(from_addresses=addresses, received_from=T0, or_has_attachments=True)
+    translated = translate(BOX.id, query, select=["subject"])
+    assert translated.listings[0].params["$filter"] == "receivedDateTime ge 2026-11-01T00:00:00Z"
+    assert translated.listings[0].params["$select"] == (
+        "id,parentFolderId,internetMessageId,subject,from,hasAttachments"
+    )
+    residual = translated.residual
+    stranger = _meta(received=T0, from_=EmailAddress("z@y.com"), has_attachments=False)
+    assert not residual.matches(stranger)
+    assert residual.matches(_replace(stranger, has_attachments=True))
+
+
+def test_or_has_attachments_in_search() -> None:
+    query = ServerQuery(
+        search=(SearchTerm("invoice"),),
+        from_addresses=("a@x.com",),
+        received_from=T0,
+        has_attachments=False,
+        or_has_attachments=True,
+    )
+    translated = translate(BOX.id, query)
+    search = translated.listings[0].params["$search"]
+    assert search == (
+        '"((\\"invoice\\" AND from:\\"a@x.com\\" AND hasAttachments:false)'
+        ' OR hasAttachments:true) AND received>=2026-10-31"'
+    )
+    parse_search(search)
+    assert translated.residual.or_has_attachments

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailtrawl.accounts.models import ApiToken, Role
@@ -46,8 +46,12 @@ def create_token(
     return IssuedToken(token, record)
 
 
+# `last_used_at` is refreshed at most this often, so most API calls do not write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
 def verify_token(session: Session, *, token: str, now: datetime | None = None) -> ApiToken | None:
-    """The live token record for a presented bearer token, or None."""
+    """The live token record for a presented bearer token, or None (reads only)."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     digest = _digest(token)
@@ -60,8 +64,26 @@ def verify_token(session: Session, *, token: str, now: datetime | None = None) -
         record.expires_at is not None and record.expires_at <= moment
     ):
         return None
-    record.last_used_at = moment
     return record
+
+
+def note_token_use(session: Session, *, token_id: uuid.UUID, now: datetime | None = None) -> None:
+    """Record that a token was used, unless that was recorded within the last minute."""
+    moment = now or utcnow()
+    session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            (ApiToken.last_used_at.is_(None))
+            | (ApiToken.last_used_at < moment - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=moment)
+    )
+
+
+def token_use_is_stale(record: ApiToken, now: datetime | None = None) -> bool:
+    moment = now or utcnow()
+    return record.last_used_at is None or record.last_used_at < moment - LAST_USED_RESOLUTION
 
 
 def list_tokens(session: Session) -> list[ApiToken]:

@@ -9,6 +9,7 @@ from mailtrawl.cli.config import config_app
 from mailtrawl.cli.db import db_app
 from mailtrawl.cli.doctor import doctor_app
 from mailtrawl.cli.emulator import emulator_app
+from mailtrawl.cli.investigate import investigate, investigations_app, worker
 from mailtrawl.cli.keys import keys_app
 from mailtrawl.cli.serve import serve
 from mailtrawl.cli.tokens import tokens_app
@@ -26,6 +27,9 @@ app.add_typer(doctor_app, name="doctor")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(config_app, name="config")
 app.command("serve")(serve)
+app.command("investigate")(investigate)
+app.add_typer(investigations_app, name="investigations")
+app.command("worker")(worker)
 
 
 def _version(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""`mailtrawl serve`: the REST API (and, later, the dashboard and the in-process worker)."""
+"""`mailtrawl serve`: the REST API and the in-process worker (the dashboard comes later)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ def serve(
         "127.0.0.1", "--host", help="Address to bind (loopback only until user accounts exist)."
     ),
     port: int = typer.Option(8080, "--port", min=1, max=65535),
+    run_worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Run investigations in this process (default)."
+    ),
 ) -> None:
     """Serve the REST API under /api/v1 (OpenAPI at /api/docs); requests need an API token."""
     import uvicorn
@@ -27,7 +30,7 @@ def serve(
             "put a TLS reverse proxy in front of it to reach it from elsewhere."
         )
     try:
-        app = create_app()
+        app = create_app(worker=run_worker)
     except MailtrawlError as exc:
         fail(exc.message)
     typer.echo(

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from mailtrawl.configurations.credentials import ClientCredential
 from mailtrawl.errors import ConfigError
+from mailtrawl.providers import registry
+from mailtrawl.providers.base import Provider
 from mailtrawl.providers.graph.auth import ClientCertificate, ClientSecret, cloud_endpoints
 from mailtrawl.providers.graph.checks import run_checks
 from mailtrawl.providers.graph.provider import GraphProvider, GraphSettings
+from mailtrawl.providers.retry import RetryPolicy
 from mailtrawl.storage.models import CredentialKind, MailConfiguration
 
 
-def graph_settings(record: MailConfiguration, credential: ClientCredential) -> GraphSettings:
+def graph_settings(
+    record: MailConfiguration, credential: ClientCredential, *, retry: RetryPolicy | None = None
+) -> GraphSettings:
     """What the Microsoft 365 provider needs, from a stored configuration and its credential."""
     cred: ClientSecret | ClientCertificate
     if credential.kind is CredentialKind.SECRET:
@@ -27,7 +33,7 @@ def graph_settings(record: MailConfiguration, credential: ClientCredential) -> G
         graph_endpoint=record.graph_endpoint,
         ca_bundle_pem=record.ca_bundle_pem,
     )
-    return GraphSettings(
+    settings = GraphSettings(
         tenant=record.tenant,
         client_id=record.client_id,
         credential=cred,
@@ -35,6 +41,7 @@ def graph_settings(record: MailConfiguration, credential: ClientCredential) -> G
         test_mailbox=record.test_mailbox,
         authorized_domains=tuple(record.authorized_domains or ()),
     )
+    return settings if retry is None else replace(settings, retry=retry)
 
 
 async def run_connection_test(
@@ -55,3 +62,12 @@ async def run_connection_test(
         "duration_ms": report.duration_ms,
         "checks": [c.as_dict() for c in report.checks],
     }
+
+
+def open_provider(
+    record: MailConfiguration, credential: ClientCredential, *, retry: RetryPolicy | None = None
+) -> Provider:
+    """The provider of a stored configuration (not entered yet: use `async with`)."""
+    if record.provider != "m365":
+        raise ConfigError(f"No provider '{record.provider}' is installed.")
+    return registry.create("m365", graph_settings(record, credential, retry=retry))

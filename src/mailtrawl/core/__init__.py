@@ -20,6 +20,7 @@ from mailtrawl.core.mail import (
     NewMessage,
 )
 from mailtrawl.core.query import SearchTerm, ServerQuery
+from mailtrawl.core.scan import ListingParts, MailboxFailed, MailboxScanned, ScanItem
 from mailtrawl.core.scope import (
     Scope,
     ScopeKind,
@@ -39,11 +40,15 @@ __all__ = [
     "EmailAddress",
     "FetchedMessage",
     "Header",
+    "ListingParts",
+    "MailboxFailed",
     "MailboxRef",
+    "MailboxScanned",
     "MessageMeta",
     "MessageParts",
     "MessageRef",
     "NewMessage",
+    "ScanItem",
     "Scope",
     "ScopeKind",
     "ScopeResolution",

@@ -53,6 +53,10 @@ class ServerQuery:
     internet_message_id: str | None = None
     has_attachments: bool | None = None
     search: tuple[SearchTerm, ...] = ()
+    # Also list every message with attachments (in the same folders and date range), even
+    # when it fails the other criteria: an attached email may match although its carrier
+    # does not. Such messages come back unfiltered; the caller evaluates them.
+    or_has_attachments: bool = False
 
     def __post_init__(self) -> None:
         for name in ("received_from", "received_until"):
@@ -72,14 +76,26 @@ class ServerQuery:
         return replace(self, folders=()) != ServerQuery()
 
     def matches(self, meta: MessageMeta) -> bool:
-        """Evaluate every criterion except `search` and `folders` on listed metadata."""
+        """Evaluate every criterion except `search` and `folders` on listed metadata.
+
+        With `or_has_attachments`, a message with attachments inside the date range passes.
+        """
+        if self.or_has_attachments and meta.has_attachments:
+            return self._in_range(meta)
+        return self._matches(meta)
+
+    def _in_range(self, meta: MessageMeta) -> bool:
         if self.received_from is not None and (
             meta.received is None or meta.received < self.received_from
         ):
             return False
-        if self.received_until is not None and (
-            meta.received is None or meta.received >= self.received_until
-        ):
+        return not (
+            self.received_until is not None
+            and (meta.received is None or meta.received >= self.received_until)
+        )
+
+    def _matches(self, meta: MessageMeta) -> bool:
+        if not self._in_range(meta):
             return False
         if self.from_addresses:
             sender = (meta.from_.address if meta.from_ else "").casefold()

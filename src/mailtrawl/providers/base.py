@@ -8,7 +8,7 @@ through `mailtrawl.providers.registry`.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -17,11 +17,13 @@ from mailtrawl.core import (
     ActionResult,
     ChangeBatch,
     FetchedMessage,
+    ListingParts,
     MailboxRef,
     MessageMeta,
     MessageParts,
     MessageRef,
     NewMessage,
+    ScanItem,
     Scope,
     ScopeResolution,
     ServerQuery,
@@ -158,6 +160,22 @@ class Provider(Protocol):
         select: Iterable[str] | None = None,
     ) -> AsyncIterator[MessageMeta]:
         """Exactly the messages matching `query` (server-side where possible), streamed."""
+        ...
+
+    def scan(
+        self,
+        mailboxes: Sequence[MailboxRef],
+        query: ServerQuery,
+        parts: ListingParts = ListingParts(),  # noqa: B008 - frozen, immutable
+        *,
+        select: Iterable[str] | None = None,
+    ) -> AsyncIterator[ScanItem]:
+        """Every message matching `query` in each mailbox, with `parts`, then one
+        MailboxScanned or MailboxFailed per mailbox."""
+        ...
+
+    async def folder_names(self, mailbox: MailboxRef) -> dict[str, str]:
+        """Folder id → well-known name ("inbox", "junkemail", ...) for the folders it has."""
         ...
 
     async def fetch(

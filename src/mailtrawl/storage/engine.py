@@ -8,6 +8,8 @@ whatever driver the URL names.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,24 @@ def make_engine(settings: Settings, **options: Any) -> Engine:
     return create_engine(url, **options)
 
 
+@contextmanager
+def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction takes SQLite's write lock at BEGIN, committed at the end.
+
+    A read-then-write transaction that begins as a reader cannot wait for the lock when it
+    starts writing (SQLite answers "database is locked" at once); taking the lock first
+    makes it wait its turn (busy timeout) instead. PostgreSQL ignores the option.
+    """
+    with sessions() as session:
+        session.connection(execution_options={BEGIN_IMMEDIATE: True})
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory bound to `engine`; objects stay readable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)
@@ -143,4 +163,5 @@ __all__ = [
     "make_session_factory",
     "mask_url",
     "sqlite_path",
+    "write_session",
 ]

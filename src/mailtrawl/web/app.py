@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import APIRouter, FastAPI
 
 from mailtrawl import __version__
@@ -12,9 +15,15 @@ from mailtrawl.storage.secrets import open_secret_box
 from mailtrawl.web.deps import AppContext
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application: migrate the database, open the key ring, mount the routers."""
+def create_app(settings: Settings | None = None, *, worker: bool = True) -> FastAPI:
+    """Build the application: migrate the database, open the key ring, mount the routers.
+
+    With `worker`, the job runner (investigations, ...) runs inside the application while
+    it is being served.
+    """
     from mailtrawl.configurations.router import router as configurations_router
+    from mailtrawl.investigations.router import router as investigations_router
+    from mailtrawl.tasks.worker import build_runner
 
     settings = settings or load_settings()
     engine = make_engine(settings)
@@ -22,7 +31,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ctx = AppContext(
         settings=settings, sessions=make_session_factory(engine), box=open_secret_box(settings)
     )
+    if worker:
+        ctx.runner = build_runner(
+            ctx.sessions,
+            ctx.box,
+            concurrency=settings.worker_concurrency,
+            lease_seconds=settings.job_lease_seconds,
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if ctx.runner is not None:
+            await ctx.runner.start()
+        try:
+            yield
+        finally:
+            if ctx.runner is not None:
+                await ctx.runner.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="mailtrawl",
         version=__version__,
         docs_url="/api/docs",
@@ -32,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ctx
     api = APIRouter(prefix="/api/v1")
     api.include_router(configurations_router)
+    api.include_router(investigations_router)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, str]:

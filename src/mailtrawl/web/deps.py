@@ -10,9 +10,11 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtrawl.accounts.models import Role
-from mailtrawl.accounts.service import verify_token
+from mailtrawl.accounts.service import note_token_use, token_use_is_stale, verify_token
 from mailtrawl.config import Settings
+from mailtrawl.storage.engine import write_session
 from mailtrawl.storage.secrets import SecretBox
+from mailtrawl.tasks.queue import JobRunner
 
 
 @dataclass
@@ -20,6 +22,8 @@ class AppContext:
     settings: Settings
     sessions: sessionmaker[Session]
     box: SecretBox
+    # The job runner of this process, when it runs one (`mailtrawl serve` does by default).
+    runner: JobRunner | None = None
 
 
 def context(request: Request) -> AppContext:
@@ -27,10 +31,18 @@ def context(request: Request) -> AppContext:
     return ctx
 
 
-def db_session(ctx: Annotated[AppContext, Depends(context)]) -> Iterator[Session]:
-    """One transaction per request: committed when the handler returns, rolled back if it raises."""
-    with ctx.sessions.begin() as session:
-        yield session
+def db_session(request: Request, ctx: Annotated[AppContext, Depends(context)]) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, rolled back if it raises.
+
+    Requests that change something take the write lock up front (SQLite would otherwise
+    refuse a transaction that read before a worker's write and then writes itself).
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        with ctx.sessions.begin() as session:
+            yield session
+    else:
+        with write_session(ctx.sessions) as session:
+            yield session
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ def caller(request: Request, ctx: Annotated[AppContext, Depends(context)]) -> Ca
             "An API token is required: send 'Authorization: Bearer <token>' (create one with `mailtrawl tokens create`).",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    with ctx.sessions.begin() as session:
+    with ctx.sessions() as session:
         record = verify_token(session, token=token.strip())
         if record is None:
             raise HTTPException(
@@ -59,7 +71,12 @@ def caller(request: Request, ctx: Annotated[AppContext, Depends(context)]) -> Ca
                 "The API token is unknown, expired or revoked.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        return Caller(record.name, Role(record.role))
+        who = Caller(record.name, Role(record.role))
+        stale = token_use_is_stale(record)
+    if stale:
+        with write_session(ctx.sessions) as session:
+            note_token_use(session, token_id=record.id)
+    return who
 
 
 def require(role: Role) -> Any:

@@ -7,8 +7,9 @@ import base64
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -24,11 +25,15 @@ from mailtrawl.core import (
     EmailAddress,
     FetchedMessage,
     Header,
+    ListingParts,
+    MailboxFailed,
     MailboxRef,
+    MailboxScanned,
     MessageMeta,
     MessageParts,
     MessageRef,
     NewMessage,
+    ScanItem,
     Scope,
     ScopeKind,
     ScopeResolution,
@@ -48,9 +53,11 @@ from mailtrawl.providers.errors import (
 )
 from mailtrawl.providers.graph.auth import CLOUDS, CloudEndpoints, Credential, TokenSource
 from mailtrawl.providers.graph.client import (
+    BATCH_LIMIT,
     IMMUTABLE_IDS,
     JSON,
     BatchRequest,
+    BatchResponse,
     GraphClient,
     segment,
 )
@@ -58,6 +65,8 @@ from mailtrawl.providers.graph.query import (
     DEFAULT_PAGE_SIZE,
     META_FIELDS,
     SEARCH_RESULT_CAP,
+    GraphListing,
+    build_filter,
     odata_string,
     select_clause,
     translate,
@@ -118,6 +127,22 @@ _PURGE_CLOUDS = frozenset({"global", "custom"})
 DEFAULT_WARNING_CATEGORY = "Suspicious email"
 # Tries to create a message when connections break after sending (each checked first).
 CREATE_ATTEMPTS = 4
+# Scanning many mailboxes: `$batch` envelopes in flight at once, and mailboxes being listed
+# at once (the others wait their turn, so memory does not grow with the mailbox count).
+SCAN_BATCHES_IN_FLIGHT = 4
+SCAN_ACTIVE_MAILBOXES = 40
+ATTACHMENT_LIST_EXPAND = "attachments($select=id,name,contentType,size,isInline)"
+# The well-known folders `folder_names` resolves (folder id → name).
+NAMED_FOLDERS = (
+    "inbox",
+    "junkemail",
+    "deleteditems",
+    "sentitems",
+    "drafts",
+    "archive",
+    "outbox",
+    "recoverableitemsdeletions",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +256,123 @@ def _known_folder(name: str | None) -> str | None:
     return name.lower() if name and name.lower() in WELL_KNOWN_FOLDERS else None
 
 
+def _headers_of(item: JSON) -> tuple[Header, ...]:
+    return tuple(
+        Header(str(h.get("name", "")), str(h.get("value", "")))
+        for h in item.get("internetMessageHeaders") or ()
+        if isinstance(h, dict)
+    )
+
+
+def _body_of(item: JSON) -> Body | None:
+    raw = item.get("body")
+    if not isinstance(raw, dict):
+        return None
+    return Body(
+        "text" if str(raw.get("contentType", "")).lower() == "text" else "html",
+        str(raw.get("content") or ""),
+    )
+
+
+def _attachment_kind(item: JSON) -> Literal["file", "item", "reference"]:
+    name = str(item.get("@odata.type", "")).lower()
+    if name.endswith("fileattachment"):
+        return "file"
+    return "item" if name.endswith("itemattachment") else "reference"
+
+
+def _attachment(item: JSON, content: bytes | None) -> AttachmentContent:
+    kind = _attachment_kind(item)
+    return AttachmentContent(
+        id=str(item.get("id")),
+        name=str(item.get("name") or ""),
+        content_type=item.get("contentType") or ("message/rfc822" if kind == "item" else None),
+        size=int(item.get("size") or (len(content) if content is not None else 0)),
+        content=content,
+        is_inline=bool(item.get("isInline")),
+        kind=kind,
+        content_id=item.get("contentId"),
+    )
+
+
 def _recipient(address: EmailAddress) -> JSON:
     return {"emailAddress": {"address": address.address, "name": address.name or address.address}}
+
+
+@dataclass(frozen=True, slots=True)
+class _ListingShape:
+    """What `ListingParts` adds to every listing request of a scan."""
+
+    extra_select: str
+    expand: str | None
+    prefer: str
+
+    @classmethod
+    def of(cls, parts: ListingParts) -> _ListingShape:
+        if parts.body_format not in (None, "text", "html"):
+            raise ValueError("body_format must be 'text', 'html' or None")
+        extra = [
+            *(["internetMessageHeaders"] if parts.headers else []),
+            *(["body"] if parts.body else []),
+        ]
+        prefer = IMMUTABLE_IDS
+        if parts.body and parts.body_format:
+            prefer += f', outlook.body-content-type="{parts.body_format}"'
+        return cls(
+            "".join(f",{e}" for e in extra),
+            ATTACHMENT_LIST_EXPAND if parts.attachment_list else None,
+            prefer,
+        )
+
+    def apply(self, listing: GraphListing) -> GraphListing:
+        params = {**listing.params, "$select": listing.params["$select"] + self.extra_select}
+        if self.expand:
+            params["$expand"] = self.expand
+        return replace(listing, params=params, headers={**listing.headers, "Prefer": self.prefer})
+
+
+@dataclass(eq=False)
+class _ScanMailbox:
+    mailbox: MailboxRef
+    query: ServerQuery
+    residual: ServerQuery
+    open_listings: int  # listings not finished yet
+    in_flight: int = 0  # page requests sent and not answered
+    listed: int = 0
+    fallback: bool = False
+    failed: bool = False
+
+    @property
+    def check_residual(self) -> bool:
+        return self.residual.has_criteria
+
+
+@dataclass(eq=False)
+class _ScanListing:
+    box: _ScanMailbox
+    listing: GraphListing
+    cap: int | None  # a `$search` listing that returns this many is done again by date
+    next_link: str | None = None  # relative to the version root
+    received: int = 0
+    yielded: set[str] | None = None  # ids yielded, kept while a cap fallback may follow
+    skip: frozenset[str] = frozenset()
+
+
+def _take_ready(ready: deque[_ScanListing], limit: int) -> list[_ScanListing]:
+    """Up to one batch of page requests, at most `limit` in flight per mailbox."""
+    chosen: list[_ScanListing] = []
+    held: list[_ScanListing] = []
+    while ready and len(chosen) < BATCH_LIMIT:
+        listing = ready.popleft()
+        if listing.box.failed:
+            continue
+        if listing.box.in_flight >= limit:
+            held.append(listing)
+            continue
+        listing.box.in_flight += 1
+        chosen.append(listing)
+    ready.extendleft(reversed(held))
+    return chosen
 
 
 class GraphProvider:
@@ -503,6 +643,208 @@ class GraphProvider:
                     continue
                 yield meta
 
+    async def scan(
+        self,
+        mailboxes: Sequence[MailboxRef],
+        query: ServerQuery,
+        parts: ListingParts = ListingParts(),  # noqa: B008 - frozen, immutable
+        *,
+        select: Iterable[str] | None = None,
+    ) -> AsyncIterator[ScanItem]:
+        """List many mailboxes at once: every page request goes through `$batch`.
+
+        Each (mailbox, folder) listing has at most one page request outstanding; pages of
+        different mailboxes share envelopes (20 sub-requests each, at most
+        `mailbox_concurrency` of one mailbox in flight), and messages are yielded page by page.
+        """
+        fields = None if select is None else tuple(select)
+        shape = _ListingShape.of(parts)
+        limit = self.settings.mailbox_concurrency
+        waiting = deque(mailboxes)
+        ready: deque[_ScanListing] = deque()  # listings whose next page can be asked for
+        batches: dict[asyncio.Future[list[BatchResponse]], list[_ScanListing]] = {}
+        done: set[asyncio.Future[list[BatchResponse]]] = set()
+        active = 0
+        try:
+            while True:
+                out: list[ScanItem] = []
+                for task in done:
+                    chosen = batches.pop(task)
+                    try:
+                        answers: list[BatchResponse | ProviderError] = list(task.result())
+                    except ProviderError as exc:  # the envelope itself failed
+                        answers = [exc] * len(chosen)
+                    for listing, answer in zip(chosen, answers, strict=True):
+                        box = listing.box
+                        box.in_flight -= 1
+                        if box.failed:
+                            if box.in_flight == 0:
+                                active -= 1  # its last answer: the mailbox leaves the scan
+                            continue
+                        error = answer if isinstance(answer, ProviderError) else answer.error
+                        if error is None:
+                            assert isinstance(answer, BatchResponse)
+                            try:
+                                out.extend(self._scan_page(listing, answer.json(), parts, ready))
+                            except ProviderError as exc:
+                                error = exc
+                        if error is not None:
+                            box.failed = True
+                            out.append(MailboxFailed(box.mailbox, error))
+                            if box.in_flight == 0:
+                                active -= 1
+                        elif box.open_listings == 0:
+                            out.append(MailboxScanned(box.mailbox, box.listed, box.fallback))
+                            active -= 1
+                while waiting and active < SCAN_ACTIVE_MAILBOXES:
+                    mailbox = waiting.popleft()
+                    try:
+                        ready.extend(self._scan_listings(mailbox, query, shape, fields))
+                    except ProviderError as exc:  # outside the authorized domains
+                        out.append(MailboxFailed(mailbox, exc))
+                        continue
+                    active += 1
+                while len(batches) < SCAN_BATCHES_IN_FLIGHT:
+                    chosen = _take_ready(ready, limit)
+                    if not chosen:
+                        break
+                    requests = [self._scan_request(listing) for listing in chosen]
+                    batches[asyncio.ensure_future(self.client.batch(requests))] = chosen
+                for item in out:
+                    yield item
+                if not batches:
+                    return
+                done, _ = await asyncio.wait(batches, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in batches:
+                task.cancel()
+            await asyncio.gather(*batches, return_exceptions=True)
+
+    def _scan_listings(
+        self,
+        mailbox: MailboxRef,
+        query: ServerQuery,
+        shape: _ListingShape,
+        fields: tuple[str, ...] | None,
+    ) -> list[_ScanListing]:
+        self._authorize(mailbox)
+        translated = translate(mailbox.id, query, select=fields, page_size=self.settings.page_size)
+        box = _ScanMailbox(mailbox, query, translated.residual, len(translated.listings))
+        cap = translated.result_cap
+        return [
+            _ScanListing(box, shape.apply(listing), cap, yielded=set() if cap else None)
+            for listing in translated.listings
+        ]
+
+    def _scan_request(self, listing: _ScanListing) -> BatchRequest:
+        graph = listing.listing
+        what = f"The folder {graph.folder}" if graph.folder else None
+        common: dict[str, Any] = {
+            "headers": graph.headers,
+            "mailbox": listing.box.mailbox.id,
+            "role": MAIL_ROLE,
+            "what": what,
+        }
+        if listing.next_link is None:
+            return BatchRequest("GET", graph.path, graph.params, **common)
+        return BatchRequest("GET", listing.next_link, **common)
+
+    def _scan_page(
+        self, listing: _ScanListing, page: JSON, parts: ListingParts, ready: deque[_ScanListing]
+    ) -> list[FetchedMessage]:
+        """The page's messages that pass the residual; queues what comes next for the listing."""
+        box = listing.box
+        next_link = page.get("@odata.nextLink")
+        if next_link:
+            listing.next_link = self._batch_path(str(next_link))
+        folder_name = _known_folder(listing.listing.folder)
+        out = []
+        for item in page.get("value") or ():
+            if not isinstance(item, dict) or "id" not in item:
+                continue
+            listing.received += 1
+            if item["id"] in listing.skip:
+                continue
+            meta = message_meta(box.mailbox, item, folder_name)
+            if box.check_residual and not box.residual.matches(meta):
+                continue
+            if listing.yielded is not None:
+                listing.yielded.add(meta.ref.message_id)
+            out.append(
+                FetchedMessage(
+                    meta=meta,
+                    headers=_headers_of(item) if parts.headers else None,
+                    body=_body_of(item) if parts.body else None,
+                    attachments=tuple(
+                        _attachment(a, None)
+                        for a in item.get("attachments") or ()
+                        if isinstance(a, dict)
+                    )
+                    if parts.attachment_list
+                    else None,
+                )
+            )
+        box.listed += len(out)
+        if next_link:
+            ready.append(listing)
+        elif listing.cap is not None and listing.received >= listing.cap:
+            # `$search` stopped at its cap: list the folder again by date only (exact, since
+            # the caller checks every criterion), skipping what was already yielded.
+            box.fallback = True
+            params = {k: v for k, v in listing.listing.params.items() if k != "$search"}
+            dates, _ = build_filter(
+                ServerQuery(
+                    received_from=box.query.received_from, received_until=box.query.received_until
+                )
+            )
+            if dates:
+                params["$filter"] = dates
+            skip = frozenset(listing.yielded or ())
+            ready.append(
+                _ScanListing(box, replace(listing.listing, params=params), None, skip=skip)
+            )
+        else:
+            box.open_listings -= 1
+        return out
+
+    def _batch_path(self, link: str) -> str:
+        """A nextLink relative to the version root, as a `$batch` sub-request needs it."""
+        if "://" not in link:
+            return link.lstrip("/")
+        root = self.client.base_url + "/"
+        if link[: len(root)].lower() != root.lower():
+            raise RequestRejected(
+                "Microsoft Graph answered with a next page outside its endpoint; refusing to "
+                "follow it.",
+                code="ForeignHost",
+            )
+        return link[len(root) :]
+
+    async def folder_names(self, mailbox: MailboxRef) -> dict[str, str]:
+        """Folder id → well-known name for the folders of `NAMED_FOLDERS` the mailbox has."""
+        user = self._authorize(mailbox)
+        answers = await self.client.batch(
+            [
+                BatchRequest(
+                    "GET",
+                    f"users/{user}/mailFolders/{name}",
+                    {"$select": "id"},
+                    mailbox=mailbox.id,
+                    role=MAIL_ROLE,
+                    what=f"The folder {name}",
+                )
+                for name in NAMED_FOLDERS
+            ]
+        )
+        names: dict[str, str] = {}
+        for name, answer in zip(NAMED_FOLDERS, answers, strict=True):
+            if isinstance(answer.error, NotFound):
+                continue
+            if answer.error is not None:
+                raise answer.error
+            names[str(answer.json()["id"])] = name
+        return names
+
     def _message_path(self, ref: MessageRef) -> str:
         return f"users/{self._authorize(ref.mailbox)}/messages/{segment(ref.stable_id)}"
 
@@ -538,23 +880,12 @@ class GraphProvider:
             if MessageParts.MIME in parts
             else nothing(),
         )
-        meta = message_meta(ref.mailbox, meta_json, ref.folder_name)
-        headers = None
-        if MessageParts.HEADERS in parts:
-            headers = tuple(
-                Header(str(h.get("name", "")), str(h.get("value", "")))
-                for h in meta_json.get("internetMessageHeaders") or ()
-                if isinstance(h, dict)
-            )
-        body = None
-        if MessageParts.BODY in parts and isinstance(meta_json.get("body"), dict):
-            raw = meta_json["body"]
-            body = Body(
-                "text" if str(raw.get("contentType", "")).lower() == "text" else "html",
-                str(raw.get("content") or ""),
-            )
         return FetchedMessage(
-            meta=meta, headers=headers, body=body, attachments=attachments, mime=mime
+            meta=message_meta(ref.mailbox, meta_json, ref.folder_name),
+            headers=_headers_of(meta_json) if MessageParts.HEADERS in parts else None,
+            body=_body_of(meta_json) if MessageParts.BODY in parts else None,
+            attachments=attachments,
+            mime=mime,
         )
 
     async def _attachments(
@@ -563,44 +894,17 @@ class GraphProvider:
         items = [a async for a in self.client.paginate(f"{path}/attachments", **common)]
 
         async def content(item: JSON) -> bytes | None:
-            kind = str(item.get("@odata.type", "")).lower()
-            if kind.endswith("fileattachment"):
-                if item.get("contentBytes") is not None:
-                    return base64.b64decode(str(item["contentBytes"]))
-                return await self.client.get_bytes(
-                    f"{path}/attachments/{segment(str(item['id']))}/$value", **common
-                )
-            if kind.endswith("itemattachment"):
-                return await self.client.get_bytes(
-                    f"{path}/attachments/{segment(str(item['id']))}/$value", **common
-                )
-            return None  # reference attachments live elsewhere (OneDrive, SharePoint)
+            kind = _attachment_kind(item)
+            if kind == "file" and item.get("contentBytes") is not None:
+                return base64.b64decode(str(item["contentBytes"]))
+            if kind == "reference":
+                return None  # reference attachments live elsewhere (OneDrive, SharePoint)
+            return await self.client.get_bytes(
+                f"{path}/attachments/{segment(str(item['id']))}/$value", **common
+            )
 
         contents = await asyncio.gather(*(content(i) for i in items))
-        out = []
-        for item, data in zip(items, contents, strict=True):
-            kind_name = str(item.get("@odata.type", "")).lower()
-            kind: Literal["file", "item", "reference"] = (
-                "file"
-                if kind_name.endswith("fileattachment")
-                else "item"
-                if kind_name.endswith("itemattachment")
-                else "reference"
-            )
-            out.append(
-                AttachmentContent(
-                    id=str(item.get("id")),
-                    name=str(item.get("name") or ""),
-                    content_type=item.get("contentType")
-                    or ("message/rfc822" if kind == "item" else None),
-                    size=int(item.get("size") or (len(data) if data is not None else 0)),
-                    content=data,
-                    is_inline=bool(item.get("isInline")),
-                    kind=kind,
-                    content_id=item.get("contentId"),
-                )
-            )
-        return tuple(out)
+        return tuple(_attachment(i, data) for i, data in zip(items, contents, strict=True))
 
     # Acting ------------------------------------------------------------------------------
 

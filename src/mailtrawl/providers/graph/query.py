@@ -112,7 +112,10 @@ def _ceil_second(value: datetime) -> datetime:
 def build_filter(
     query: ServerQuery, *, order_by_received: bool = False
 ) -> tuple[str | None, ServerQuery]:
-    """The `$filter` expression and the residual criteria it could not express exactly."""
+    """The `$filter` expression and the residual criteria it could not express exactly.
+
+    With `or_has_attachments`: `<date range> and ((<other clauses>) or hasAttachments eq true)`.
+    """
     clauses: list[str] = []
     residual = ServerQuery()
     start, end = query.received_from, query.received_until
@@ -126,6 +129,7 @@ def build_filter(
     if (start is not None and start.microsecond) or (end is not None and end.microsecond):
         # Graph compares whole seconds: the server range is widened, the exact one kept here.
         residual = replace(residual, received_from=start, received_until=end)
+    dates = len(clauses)
     if query.from_addresses:
         if len(query.from_addresses) <= MAX_OR_TERMS:
             terms = [
@@ -142,6 +146,12 @@ def build_filter(
         clauses.append(f"internetMessageId eq {odata_string(query.internet_message_id)}")
     if query.has_attachments is not None:
         clauses.append(f"hasAttachments eq {'true' if query.has_attachments else 'false'}")
+    others = clauses[dates:]
+    if query.or_has_attachments:
+        residual = replace(residual, or_has_attachments=True)
+        if others:
+            inner = others[0] if len(others) == 1 else "(" + " and ".join(others) + ")"
+            clauses[dates:] = [f"({inner} or hasAttachments eq true)"]
     return (" and ".join(clauses) or None), residual
 
 
@@ -158,12 +168,19 @@ def _kql_term(term: SearchTerm) -> str:
 def build_search(query: ServerQuery) -> tuple[str, ServerQuery]:
     """The `$search` value (KQL in double quotes) and the residual checked locally.
 
-    Every exact criterion stays in the residual: KQL only narrows the candidates.
+    Every exact criterion stays in the residual: KQL only narrows the candidates. With
+    `or_has_attachments`: `((<terms>) OR hasAttachments:true) AND <date terms>`.
     """
-    parts = [_kql_term(t) for t in query.search]
+    terms = [_kql_term(t) for t in query.search]
     if query.from_addresses and len(query.from_addresses) <= MAX_OR_TERMS:
-        terms = [f"from:{_kql_value(a)}" for a in query.from_addresses]
-        parts.append(terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")")
+        senders = [f"from:{_kql_value(a)}" for a in query.from_addresses]
+        terms.append(senders[0] if len(senders) == 1 else "(" + " OR ".join(senders) + ")")
+    attachments = []
+    if query.has_attachments is not None:
+        attachments.append(f"hasAttachments:{str(query.has_attachments).lower()}")
+    if query.or_has_attachments and (terms or attachments):
+        terms, attachments = [f"(({' AND '.join(terms + attachments)}) OR hasAttachments:true)"], []
+    parts = terms
     # KQL dates are days in the mailbox's time zone: widen by a day on each side.
     if query.received_from is not None:
         day = (query.received_from.astimezone(UTC) - timedelta(days=1)).date().isoformat()
@@ -171,8 +188,7 @@ def build_search(query: ServerQuery) -> tuple[str, ServerQuery]:
     if query.received_until is not None:
         day = (query.received_until.astimezone(UTC) + timedelta(days=1)).date().isoformat()
         parts.append(f"received<={day}")
-    if query.has_attachments is not None:
-        parts.append(f"hasAttachments:{'true' if query.has_attachments else 'false'}")
+    parts += attachments
     kql = " AND ".join(parts)
     search = '"' + kql.replace("\\", "\\\\").replace('"', '\\"') + '"'
     residual = replace(query, folders=(), search=())
@@ -207,6 +223,8 @@ def translate(
         if order_by_received:
             params["$orderby"] = "receivedDateTime desc"
     needed = {_RESIDUAL_FIELDS[name] for name in _RESIDUAL_FIELDS if _is_set(residual, name)}
+    if residual.or_has_attachments and needed:
+        needed.add("has_attachments")  # lets messages with attachments through
     wanted = list(META_FIELDS) if select is None else list(select)
     params["$select"] = select_clause(wanted, sorted(needed - set(wanted)))
     headers = {"Prefer": IMMUTABLE_IDS}

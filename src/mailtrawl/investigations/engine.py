@@ -1,0 +1,641 @@
+"""Running an investigation: resolve the scope, cut it into mailbox batches, scan them.
+
+Two job kinds go through the job queue (`mailtrawl.tasks.queue`):
+
+- ``investigation.plan`` resolves the scope through the provider, writes one row per
+  mailbox (pending, or skipped with the reason) and one ``investigation.scan`` job per
+  batch of mailboxes — all in one transaction;
+- ``investigation.scan`` lists its mailboxes through `Provider.scan` (several mailboxes per
+  round trip), evaluates every listed message locally, fetches attachment contents only
+  for messages that still need them, and streams hits to the database. A mailbox becomes
+  *done* in the same transaction that records its counters, so a job re-run after a crash
+  skips finished mailboxes and re-reads only the ones it was in the middle of (their hits
+  are unique per mailbox and message, so nothing is counted twice).
+
+Memory stays bounded: a job holds at most `chunks_in_flight` × `chunk_size` mailboxes'
+listings in flight and flushes hits every `flush_hits` rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailtrawl.core import (
+    FetchedMessage,
+    MailboxFailed,
+    MailboxRef,
+    MailboxScanned,
+    MessageParts,
+    Scope,
+    ScopeKind,
+)
+from mailtrawl.errors import (
+    AuthFailed,
+    MailboxUnavailable,
+    MailtrawlError,
+    PermissionMissing,
+    ProviderError,
+    Throttled,
+)
+from mailtrawl.investigations.matcher import (
+    CompiledHunt,
+    MessageView,
+    attached_email_views,
+    view_of_fetched,
+)
+from mailtrawl.investigations.models import (
+    FINISHED,
+    Investigation,
+    InvestigationHit,
+    InvestigationMailbox,
+    InvestigationStatus,
+    MailboxStatus,
+)
+from mailtrawl.investigations.planner import Plan, plan_hunt
+from mailtrawl.investigations.query import parse_query
+from mailtrawl.matching.mime import MailParseError, parse_email
+from mailtrawl.providers.base import Provider
+from mailtrawl.storage.base import utcnow
+from mailtrawl.storage.engine import write_session
+from mailtrawl.tasks.queue import JobContext, JobHandler, enqueue
+
+log = logging.getLogger(__name__)
+
+PLAN_JOB = "investigation.plan"
+SCAN_JOB = "investigation.scan"
+
+# Opens (without entering) the provider of a mail configuration.
+ProviderFactory = Callable[[uuid.UUID], Provider]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    batch_size: int = 100  # mailboxes per scan job
+    chunk_size: int = 20  # mailboxes per provider.scan call (one $batch for their first pages)
+    chunks_in_flight: int = 5  # per scan job
+    fetch_concurrency: int = 16  # attachment fetches in flight per scan job
+    flush_hits: int = 500
+    stop_poll_seconds: float = 0.5
+
+
+def scope_of(document: dict[str, Any]) -> Scope:
+    kind = ScopeKind(document.get("kind", "all"))
+    return Scope(kind, tuple(document.get("values") or ()))
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a mailbox failed, as a short category and the provider's sentence."""
+    if isinstance(error, Throttled):
+        category = "throttled past the retry budget"
+    elif isinstance(error, PermissionMissing | AuthFailed):
+        category = "access denied"
+    elif isinstance(error, MailboxUnavailable):
+        category = "mailbox unavailable"
+    else:
+        category = "error"
+    return f"{category}: {error}"
+
+
+def insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    session.execute(module.insert(table).on_conflict_do_nothing(), rows)
+
+
+@dataclass
+class _MailboxState:
+    row_id: uuid.UUID
+    ref: MailboxRef
+    examined: int = 0
+    hits: list[dict[str, Any]] = field(default_factory=list)
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class _Stopped(Exception):
+    """The investigation was asked to stop."""
+
+
+class InvestigationEngine:
+    """The job handlers of investigations; the same code runs under every queue backend."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        provider_factory: ProviderFactory,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.provider_factory = provider_factory
+        self.settings = settings or EngineSettings()
+
+    def handlers(self) -> dict[str, JobHandler]:
+        return {PLAN_JOB: self.plan_job, SCAN_JOB: self.scan_job}
+
+    # Planning ---------------------------------------------------------------------------
+
+    async def plan_job(self, ctx: JobContext) -> None:
+        investigation_id = uuid.UUID(str(ctx.payload["investigation_id"]))
+        record = await asyncio.to_thread(self._load, investigation_id)
+        if record is None or record.status in FINISHED:
+            return
+        if record.status == InvestigationStatus.STOPPING:
+            await asyncio.to_thread(self._finish, investigation_id, InvestigationStatus.STOPPED)
+            return
+        if record.configuration_id is None:
+            await asyncio.to_thread(
+                self._fail, investigation_id, "its mail configuration was removed"
+            )
+            return
+        try:
+            hunt = parse_query(record.query)
+            provider = self.provider_factory(record.configuration_id)
+            async with provider:
+                resolution = await provider.resolve_scope(scope_of(record.scope))
+                plan = plan_hunt(hunt, provider.capabilities)
+        except (MailtrawlError, ValueError) as exc:
+            await asyncio.to_thread(self._fail, investigation_id, str(exc))
+            return
+        await asyncio.to_thread(self._write_plan, investigation_id, resolution, plan)
+
+    def _write_plan(self, investigation_id: uuid.UUID, resolution: Any, plan: Plan) -> None:
+        size = self.settings.batch_size
+        with write_session(self.session_factory) as session:
+            record = session.get(Investigation, investigation_id)
+            if record is not None and record.status == InvestigationStatus.STOPPING:
+                record.status = InvestigationStatus.STOPPED.value
+                record.finished_at = utcnow()
+            if record is None or record.status != InvestigationStatus.QUEUED:
+                return
+            rows = [
+                {
+                    "id": uuid.uuid4(),
+                    "investigation_id": investigation_id,
+                    "mailbox_id": m.id,
+                    "upn": m.upn,
+                    "address": m.address,
+                    "display_name": m.display_name[:256],
+                    "batch": i // size,
+                    "status": MailboxStatus.PENDING.value,
+                    "reason": None,
+                    "finished_at": None,
+                }
+                for i, m in enumerate(resolution.mailboxes)
+            ]
+            seen = {m.id for m in resolution.mailboxes}
+            for skipped in resolution.skipped:
+                key = skipped.mailbox.id if skipped.mailbox else skipped.name
+                if key in seen:
+                    continue
+                seen.add(key)
+                rows.append(
+                    {
+                        "id": uuid.uuid4(),
+                        "investigation_id": investigation_id,
+                        "mailbox_id": key[:128],
+                        "upn": skipped.mailbox.upn if skipped.mailbox else skipped.name[:320],
+                        "address": skipped.mailbox.address if skipped.mailbox else "",
+                        "display_name": skipped.mailbox.display_name[:256]
+                        if skipped.mailbox
+                        else "",
+                        "batch": -1,
+                        "status": MailboxStatus.SKIPPED.value,
+                        "reason": f"{skipped.reason.value}: {skipped.explanation}",
+                        "finished_at": utcnow(),
+                    }
+                )
+            insert_ignoring_duplicates(session, InvestigationMailbox.__table__, rows)
+            batches = (len(resolution.mailboxes) + size - 1) // size
+            for batch in range(batches):
+                enqueue(
+                    session,
+                    SCAN_JOB,
+                    {"investigation_id": str(investigation_id), "batch": batch},
+                    group_key=str(investigation_id),
+                )
+            record.mailboxes_total = len(resolution.mailboxes)
+            record.mailboxes_skipped = len(rows) - len(resolution.mailboxes)
+            record.plan = plan.explain(mailboxes=len(resolution.mailboxes))
+            record.started_at = record.started_at or utcnow()
+            if batches == 0:
+                record.status = InvestigationStatus.COMPLETED.value
+                record.finished_at = utcnow()
+            else:
+                record.status = InvestigationStatus.RUNNING.value
+
+    # Scanning ---------------------------------------------------------------------------
+
+    async def scan_job(self, ctx: JobContext) -> None:
+        investigation_id = uuid.UUID(str(ctx.payload["investigation_id"]))
+        batch = int(ctx.payload["batch"])
+        record = await asyncio.to_thread(self._load, investigation_id)
+        if record is None or record.status in FINISHED:
+            return
+        if record.status == InvestigationStatus.STOPPING:
+            await asyncio.to_thread(self._finish_if_stopping, investigation_id)
+            return
+        states = await asyncio.to_thread(self._claim_batch, investigation_id, batch)
+        if states and record.configuration_id is not None:
+            hunt = parse_query(record.query)
+            compiled = CompiledHunt(hunt)
+            provider = self.provider_factory(record.configuration_id)
+            async with provider:
+                plan = plan_hunt(hunt, provider.capabilities)
+                scan = _BatchScan(self, investigation_id, provider, plan, compiled)
+                with contextlib.suppress(_Stopped):  # finished below
+                    await scan.run(states)
+        await asyncio.to_thread(self._finish_if_stopping, investigation_id)
+        await asyncio.to_thread(self._complete_if_finished, investigation_id)
+
+    def _claim_batch(self, investigation_id: uuid.UUID, batch: int) -> list[_MailboxState]:
+        with write_session(self.session_factory) as session:
+            rows = session.scalars(
+                select(InvestigationMailbox).where(
+                    InvestigationMailbox.investigation_id == investigation_id,
+                    InvestigationMailbox.batch == batch,
+                    InvestigationMailbox.status.in_(
+                        (MailboxStatus.PENDING.value, MailboxStatus.SCANNING.value)
+                    ),
+                )
+            ).all()
+            for row in rows:
+                row.status = MailboxStatus.SCANNING.value
+            return [
+                _MailboxState(
+                    row.id,
+                    MailboxRef(
+                        id=row.mailbox_id,
+                        upn=row.upn,
+                        mail=row.address or None,
+                        display_name=row.display_name,
+                    ),
+                )
+                for row in rows
+            ]
+
+    # Bookkeeping (each in its own short transaction) ------------------------------------
+
+    def _load(self, investigation_id: uuid.UUID) -> Investigation | None:
+        with self.session_factory() as session:
+            record = session.get(Investigation, investigation_id)
+            if record is not None:
+                session.expunge(record)
+            return record
+
+    def status(self, investigation_id: uuid.UUID) -> str | None:
+        with self.session_factory() as session:
+            return session.scalar(
+                select(Investigation.status).where(Investigation.id == investigation_id)
+            )
+
+    def _fail(self, investigation_id: uuid.UUID, error: str) -> None:
+        with write_session(self.session_factory) as session:
+            session.execute(
+                update(Investigation)
+                .where(Investigation.id == investigation_id)
+                .values(
+                    status=InvestigationStatus.FAILED.value,
+                    error=error[:4000],
+                    finished_at=utcnow(),
+                )
+            )
+
+    def _finish(self, investigation_id: uuid.UUID, status: InvestigationStatus) -> None:
+        with write_session(self.session_factory) as session:
+            session.execute(
+                update(Investigation)
+                .where(
+                    Investigation.id == investigation_id,
+                    Investigation.status.not_in([s.value for s in FINISHED]),
+                )
+                .values(status=status.value, finished_at=utcnow())
+            )
+
+    def _finish_if_stopping(self, investigation_id: uuid.UUID) -> None:
+        with write_session(self.session_factory) as session:
+            session.execute(
+                update(InvestigationMailbox)
+                .where(
+                    InvestigationMailbox.investigation_id == investigation_id,
+                    InvestigationMailbox.status == MailboxStatus.SCANNING.value,
+                )
+                .values(status=MailboxStatus.PENDING.value)
+            )
+            session.execute(
+                update(Investigation)
+                .where(
+                    Investigation.id == investigation_id,
+                    Investigation.status == InvestigationStatus.STOPPING.value,
+                )
+                .values(status=InvestigationStatus.STOPPED.value, finished_at=utcnow())
+            )
+
+    def _complete_if_finished(self, investigation_id: uuid.UUID) -> None:
+        with write_session(self.session_factory) as session:
+            open_rows = session.scalar(
+                select(func.count())
+                .select_from(InvestigationMailbox)
+                .where(
+                    InvestigationMailbox.investigation_id == investigation_id,
+                    InvestigationMailbox.status.in_(
+                        (MailboxStatus.PENDING.value, MailboxStatus.SCANNING.value)
+                    ),
+                )
+            )
+            if open_rows:
+                return
+            session.execute(
+                update(Investigation)
+                .where(
+                    Investigation.id == investigation_id,
+                    Investigation.status == InvestigationStatus.RUNNING.value,
+                )
+                .values(status=InvestigationStatus.COMPLETED.value, finished_at=utcnow())
+            )
+
+    def flush_hits(self, rows: list[dict[str, Any]]) -> None:
+        with write_session(self.session_factory) as session:
+            insert_ignoring_duplicates(session, InvestigationHit.__table__, rows)
+
+    def mailbox_finished(
+        self,
+        investigation_id: uuid.UUID,
+        state: _MailboxState,
+        hits: list[dict[str, Any]],
+        *,
+        failed: str | None = None,
+        search_cap_fallback: bool = False,
+        stats: dict[str, float] | None = None,
+    ) -> None:
+        """Record a mailbox's last hits and its outcome, and add it to the progress counters."""
+        with write_session(self.session_factory) as session:
+            insert_ignoring_duplicates(session, InvestigationHit.__table__, hits)
+            count = session.scalar(
+                select(func.count())
+                .select_from(InvestigationHit)
+                .where(
+                    InvestigationHit.investigation_id == investigation_id,
+                    InvestigationHit.mailbox_id == state.ref.id,
+                )
+            )
+            hit_count = int(count or 0)
+            done = session.execute(
+                update(InvestigationMailbox)
+                .where(
+                    InvestigationMailbox.id == state.row_id,
+                    InvestigationMailbox.status == MailboxStatus.SCANNING.value,
+                )
+                .values(
+                    status=(MailboxStatus.FAILED if failed else MailboxStatus.DONE).value,
+                    reason=failed,
+                    hits=hit_count,
+                    messages_examined=state.examined,
+                    search_cap_fallback=search_cap_fallback,
+                    finished_at=utcnow(),
+                )
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return
+            counters: dict[str, Any] = {
+                "messages_examined": Investigation.messages_examined + state.examined,
+                "hits": Investigation.hits + hit_count,
+            }
+            if failed:
+                counters["mailboxes_failed"] = Investigation.mailboxes_failed + 1
+            else:
+                counters["mailboxes_done"] = Investigation.mailboxes_done + 1
+            if stats:
+                counters["requests"] = Investigation.requests + int(stats.get("requests", 0))
+                counters["throttled"] = Investigation.throttled + int(stats.get("throttled", 0))
+                counters["throttle_wait_seconds"] = Investigation.throttle_wait_seconds + float(
+                    stats.get("wait_seconds", 0.0)
+                )
+            session.execute(
+                update(Investigation).where(Investigation.id == investigation_id).values(counters)
+            )
+
+
+class _BatchScan:
+    """One scan job's work: its mailboxes in chunks, messages evaluated as they stream in."""
+
+    def __init__(
+        self,
+        engine: InvestigationEngine,
+        investigation_id: uuid.UUID,
+        provider: Provider,
+        plan: Plan,
+        compiled: CompiledHunt,
+    ) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.investigation_id = investigation_id
+        self.provider = provider
+        self.plan = plan
+        self.compiled = compiled
+        self.fetch_slots = asyncio.Semaphore(self.settings.fetch_concurrency)
+        self._last_stop_check = 0.0
+        self._last_stats = self._stats_now()
+
+    def _stats_now(self) -> dict[str, float]:
+        raw = self.provider.stats()
+        return {
+            "requests": float(raw.get("graph_requests", 0)),
+            "throttled": float(raw.get("throttled", 0)),
+            "wait_seconds": float(raw.get("wait_seconds", 0.0)),
+        }
+
+    def _stats_delta(self) -> dict[str, float]:
+        now = self._stats_now()
+        delta = {k: now[k] - self._last_stats.get(k, 0.0) for k in now}
+        self._last_stats = now
+        return delta
+
+    async def _check_stop(self) -> None:
+        moment = time.monotonic()
+        if moment - self._last_stop_check < self.settings.stop_poll_seconds:
+            return
+        self._last_stop_check = moment
+        status = await asyncio.to_thread(self.engine.status, self.investigation_id)
+        if status != InvestigationStatus.RUNNING:
+            raise _Stopped
+
+    async def run(self, states: Sequence[_MailboxState]) -> None:
+        size = self.settings.chunk_size
+        chunks = [list(states[i : i + size]) for i in range(0, len(states), size)]
+        gate = asyncio.Semaphore(self.settings.chunks_in_flight)
+
+        async def one(chunk: list[_MailboxState]) -> None:
+            async with gate:
+                await self._chunk(chunk)
+
+        await _gather_or_cancel([one(c) for c in chunks])
+
+    async def _chunk(self, chunk: list[_MailboxState]) -> None:
+        by_id = {s.ref.id: s for s in chunk}
+        listing = self.provider.scan([s.ref for s in chunk], self.plan.server, self.plan.parts)
+        try:
+            async for item in listing:
+                await self._check_stop()
+                if isinstance(item, FetchedMessage):
+                    state = by_id[item.meta.ref.mailbox.id]
+                    state.examined += 1
+                    self._examine(state, item)
+                    if len(state.hits) >= self.settings.flush_hits:
+                        rows, state.hits = state.hits, []
+                        await asyncio.to_thread(self.engine.flush_hits, rows)
+                elif isinstance(item, MailboxScanned):
+                    state = by_id[item.mailbox.id]
+                    await self._settle(state)
+                    await self._finish(state, search_cap_fallback=item.search_cap_fallback)
+                elif isinstance(item, MailboxFailed):
+                    state = by_id[item.mailbox.id]
+                    await self._settle(state)
+                    await self._finish(state, failed=failure_reason(item.error))
+        finally:
+            await listing.aclose()  # type: ignore[attr-defined]
+
+    async def _settle(self, state: _MailboxState) -> None:
+        if state.pending:
+            await _gather_or_cancel(list(state.pending))
+
+    async def _finish(
+        self, state: _MailboxState, *, failed: str | None = None, search_cap_fallback: bool = False
+    ) -> None:
+        hits, state.hits = state.hits, []
+        if hits and not failed:
+            await self._name_folders(state.ref, hits)
+        await asyncio.to_thread(
+            self.engine.mailbox_finished,
+            self.investigation_id,
+            state,
+            hits,
+            failed=failed,
+            search_cap_fallback=search_cap_fallback,
+            stats=self._stats_delta(),
+        )
+
+    async def _name_folders(self, mailbox: MailboxRef, hits: list[dict[str, Any]]) -> None:
+        """Well-known folder names for hits listed from the whole mailbox."""
+        if all(h["folder"] for h in hits):
+            return
+        try:
+            names = await self.provider.folder_names(mailbox)
+        except ProviderError:
+            return
+        for hit in hits:
+            if not hit["folder"]:
+                hit["folder"] = names.get(hit["folder_id"] or "")
+
+    # Evaluating one message -------------------------------------------------------------
+
+    def _examine(self, state: _MailboxState, message: FetchedMessage) -> None:
+        view = view_of_fetched(message)
+        result, matched = self.compiled.evaluate(view)
+        if result:
+            state.hits.append(self._hit(message, matched, via_attached=False))
+            return
+        carriers = self.plan.hunt.attached_emails and any(
+            a.is_email for a in view.attachments or ()
+        )
+        if result is False and not carriers:
+            return
+        # Unknown (attachment contents needed) or an attached email to look into.
+        task = asyncio.create_task(self._examine_deeper(state, message))
+        state.pending.add(task)
+        task.add_done_callback(state.pending.discard)
+
+    async def _examine_deeper(self, state: _MailboxState, message: FetchedMessage) -> None:
+        async with self.fetch_slots:
+            try:
+                full = await self.provider.fetch(message.meta.ref, MessageParts.ATTACHMENTS)
+            except ProviderError as exc:
+                log.warning("could not read the attachments of a message: %s", exc)
+                return
+        view = view_of_fetched(
+            FetchedMessage(
+                meta=message.meta,
+                headers=message.headers,
+                body=message.body,
+                attachments=full.attachments,
+            )
+        )
+        result, matched = self.compiled.evaluate(view)
+        if result:
+            state.hits.append(self._hit(message, matched, via_attached=False))
+            return
+        if not self.plan.hunt.attached_emails:
+            return
+        inner: list[MessageView] = []
+        for attachment in view.attachments or ():
+            if attachment.is_email and attachment.content:
+                try:
+                    inner.extend(attached_email_views(parse_email(attachment.content)))
+                except MailParseError as exc:
+                    log.warning("skipped an attached email: %s", exc)
+        found = self.compiled.inspect_attached(inner)
+        if found is not None:
+            state.hits.append(self._hit(message, found, via_attached=True))
+
+    def _hit(
+        self, message: FetchedMessage, matched: list[Any], *, via_attached: bool
+    ) -> dict[str, Any]:
+        meta = message.meta
+        ref = meta.ref
+        sender = meta.from_
+        names = [a.name for a in message.attachments or () if not a.is_inline]
+        return {
+            "id": uuid.uuid4(),
+            "investigation_id": self.investigation_id,
+            "mailbox_id": ref.mailbox.id,
+            "mailbox_upn": ref.mailbox.upn,
+            "message_id": ref.stable_id[:512],
+            "folder_id": ref.folder_id,
+            "folder": ref.folder_name,
+            "internet_message_id": (meta.internet_message_id or "")[:998],
+            "subject": (meta.subject or "")[:2000],
+            "sender_address": (sender.address if sender else "")[:320],
+            "sender_name": (sender.name if sender else "")[:256],
+            "recipients": "; ".join(a.address for a in meta.to)[:4000],
+            "received": meta.received,
+            "has_attachments": bool(meta.has_attachments),
+            "attachment_names": "; ".join(names)[:4000],
+            "matched": [leaf.describe() for leaf in matched][:20],
+            "via_attached_email": via_attached,
+            "found_at": utcnow(),
+        }
+
+
+async def _gather_or_cancel(aws: list[Any]) -> None:
+    """Run awaitables together; if one fails, cancel the others and raise its error."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def eta_seconds(record: Investigation, now: datetime) -> float | None:
+    """Seconds left, from the pace of mailboxes finished so far."""
+    finished = record.mailboxes_done + record.mailboxes_failed
+    if record.started_at is None or finished == 0 or record.mailboxes_total == 0:
+        return None
+    elapsed = (now - record.started_at).total_seconds()
+    remaining = record.mailboxes_total - finished
+    return max(0.0, elapsed / finished * remaining)

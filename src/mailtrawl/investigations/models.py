@@ -1,0 +1,148 @@
+"""Tables of investigations: the query and its progress, each mailbox's status, the hits."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailtrawl.storage.base import Base, Timestamps, UTCDateTime, UUIDPrimaryKey
+
+
+def _one_of(column: str, values: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(m.value) for m in values)})"
+
+
+class InvestigationStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting for a worker to resolve its scope
+    RUNNING = "running"
+    STOPPING = "stopping"  # asked to stop; workers finish the request in flight
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    FAILED = "failed"  # could not run at all (configuration gone, credentials refused, ...)
+
+
+FINISHED = frozenset(
+    {InvestigationStatus.STOPPED, InvestigationStatus.COMPLETED, InvestigationStatus.FAILED}
+)
+
+
+class MailboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SCANNING = "scanning"
+    DONE = "done"
+    SKIPPED = "skipped"  # never read: reason says why (disabled, no mailbox, outside domains)
+    FAILED = "failed"  # reason says why (throttled past budget, access denied, unavailable)
+
+
+class Investigation(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "investigations"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", InvestigationStatus), name="status"),
+        Index("ix_investigations_created_at", "created_at"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    configuration_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("mail_configurations.id", ondelete="SET NULL")
+    )
+    configuration_name: Mapped[str] = mapped_column(String(200))
+    # The canonical query document (see investigations.query) and the scope.
+    query: Mapped[dict[str, Any]] = mapped_column()
+    scope: Mapped[dict[str, Any]] = mapped_column()
+    plan: Mapped[dict[str, Any] | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default=InvestigationStatus.QUEUED.value)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    duplicated_from: Mapped[uuid.UUID | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Progress, updated with each finished mailbox (counters, never recomputed from rows).
+    mailboxes_total: Mapped[int] = mapped_column(Integer, default=0)
+    mailboxes_done: Mapped[int] = mapped_column(Integer, default=0)
+    mailboxes_failed: Mapped[int] = mapped_column(Integer, default=0)
+    mailboxes_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    messages_examined: Mapped[int] = mapped_column(BigInteger, default=0)
+    hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    throttled: Mapped[int] = mapped_column(Integer, default=0)
+    throttle_wait_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+    def __repr__(self) -> str:
+        return f"Investigation(id={self.id!s}, name={self.name!r}, status={self.status!r})"
+
+
+class InvestigationMailbox(UUIDPrimaryKey, Base):
+    __tablename__ = "investigation_mailboxes"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", MailboxStatus), name="status"),
+        UniqueConstraint("investigation_id", "mailbox_id", name="uq_investigation_mailbox"),
+        Index("ix_investigation_mailboxes_batch", "investigation_id", "batch", "status"),
+    )
+
+    investigation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("investigations.id", ondelete="CASCADE")
+    )
+    mailbox_id: Mapped[str] = mapped_column(String(128))  # the directory id (or the name given)
+    upn: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(String(320))
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    batch: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default=MailboxStatus.PENDING.value)
+    reason: Mapped[str | None] = mapped_column(Text)
+    messages_examined: Mapped[int] = mapped_column(Integer, default=0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    search_cap_fallback: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class InvestigationHit(UUIDPrimaryKey, Base):
+    """One copy of a matching message in one mailbox (unique per mailbox and message)."""
+
+    __tablename__ = "investigation_hits"
+    __table_args__ = (
+        UniqueConstraint(
+            "investigation_id", "mailbox_id", "message_id", name="uq_investigation_hit"
+        ),
+        Index("ix_investigation_hits_imid", "investigation_id", "internet_message_id"),
+        Index("ix_investigation_hits_received", "investigation_id", "received"),
+        Index("ix_investigation_hits_mailbox", "investigation_id", "mailbox_upn"),
+    )
+
+    investigation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("investigations.id", ondelete="CASCADE")
+    )
+    mailbox_id: Mapped[str] = mapped_column(String(128))
+    mailbox_upn: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str] = mapped_column(String(512))  # immutable where the platform has one
+    folder_id: Mapped[str | None] = mapped_column(String(512))
+    folder: Mapped[str | None] = mapped_column(String(64))  # a well-known name when known
+    internet_message_id: Mapped[str] = mapped_column(String(998), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    sender_address: Mapped[str] = mapped_column(String(320), default="")
+    sender_name: Mapped[str] = mapped_column(String(256), default="")
+    recipients: Mapped[str] = mapped_column(Text, default="")
+    received: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    has_attachments: Mapped[bool] = mapped_column(Boolean, default=False)
+    attachment_names: Mapped[str] = mapped_column(Text, default="")
+    matched: Mapped[list[str]] = mapped_column(default=list)
+    via_attached_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,442 @@
+"""Investigations: create, explain, list, read progress and results, stop, duplicate, export.
+
+Keyword-only functions over a SQLAlchemy session; the API and the CLI call these. Creating
+an investigation only records it and enqueues its planning job (in the same transaction);
+the work happens in the job queue (`mailtrawl.investigations.engine`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from mailtrawl.configurations.service import get_configuration
+from mailtrawl.errors import MailtrawlError
+from mailtrawl.investigations.engine import PLAN_JOB, eta_seconds
+from mailtrawl.investigations.models import (
+    FINISHED,
+    Investigation,
+    InvestigationHit,
+    InvestigationMailbox,
+    InvestigationStatus,
+)
+from mailtrawl.investigations.planner import plan_hunt
+from mailtrawl.investigations.query import hunt_to_document, parse_query
+from mailtrawl.investigations.schemas import (
+    CampaignView,
+    HitView,
+    InvestigationCreate,
+    InvestigationView,
+    MailboxView,
+    Page,
+    Progress,
+)
+from mailtrawl.providers.registry import capabilities
+from mailtrawl.tasks.models import Job, JobStatus
+from mailtrawl.tasks.queue import cancel_group, enqueue
+
+MAX_PAGE = 1000
+EXPORT_CHUNK = 1000
+
+
+class InvestigationNotFound(MailtrawlError):
+    default_message = "No such investigation; `mailtrawl investigations list` shows them."
+
+
+def create_investigation(
+    session: Session, *, data: InvestigationCreate, actor: str | None, now: datetime | None = None
+) -> Investigation:
+    """Validate the query (QueryError), record the investigation and enqueue its planning."""
+    configuration = get_configuration(session, ref=data.configuration)
+    hunt = parse_query(data.query, now=now)
+    scope = data.scope.model_dump() if data.scope else dict(configuration.default_scope or {})
+    record = Investigation(
+        name=data.name,
+        configuration_id=configuration.id,
+        configuration_name=configuration.name,
+        query=hunt_to_document(hunt),
+        scope=scope or {"kind": "all", "values": []},
+        plan=plan_hunt(hunt, capabilities(configuration.provider)).explain(),
+        status=InvestigationStatus.QUEUED.value,
+        created_by=actor,
+    )
+    session.add(record)
+    session.flush()
+    enqueue(session, PLAN_JOB, {"investigation_id": str(record.id)}, group_key=str(record.id))
+    return record
+
+
+def explain_query(
+    *, query: dict[str, Any], provider: str = "m365", mailboxes: int | None = None
+) -> dict[str, Any]:
+    """The plan of a query without running it (QueryError if the query is invalid)."""
+    hunt = parse_query(query)
+    return {
+        "query": hunt_to_document(hunt),
+        **plan_hunt(hunt, capabilities(provider)).explain(mailboxes=mailboxes),
+    }
+
+
+def get_investigation(session: Session, *, ref: str | uuid.UUID) -> Investigation:
+    try:
+        key = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+    except ValueError:
+        raise InvestigationNotFound(
+            f"'{ref}' is not an investigation id; `mailtrawl investigations list` shows them."
+        ) from None
+    record = session.get(Investigation, key)
+    if record is None:
+        raise InvestigationNotFound(
+            f"No investigation {ref}; `mailtrawl investigations list` shows them."
+        )
+    return record
+
+
+def list_investigations(
+    session: Session, *, status: str | None = None, limit: int = 50, offset: int = 0
+) -> Page[InvestigationView]:
+    query = select(Investigation)
+    if status:
+        query = query.where(Investigation.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Investigation.created_at.desc(), Investigation.id.desc())
+        .limit(_limit(limit))
+        .offset(max(0, offset))
+    ).all()
+    return Page(total=total, offset=offset, limit=_limit(limit), items=[to_view(r) for r in rows])
+
+
+def stop_investigation(session: Session, *, ref: str | uuid.UUID) -> Investigation:
+    """Stop at once: queued work is cancelled, running work stops at its next check."""
+    record = get_investigation(session, ref=ref)
+    if record.status in FINISHED:
+        return record
+    cancel_group(session, str(record.id))
+    running = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.group_key == str(record.id), Job.status == JobStatus.RUNNING.value)
+    )
+    if running:
+        record.status = InvestigationStatus.STOPPING.value
+    else:
+        record.status = InvestigationStatus.STOPPED.value
+        record.finished_at = datetime.now(UTC)
+    session.flush()
+    return record
+
+
+def duplicate_investigation(
+    session: Session, *, ref: str | uuid.UUID, actor: str | None, name: str | None = None
+) -> Investigation:
+    """A new investigation with the same configuration, scope and query, started now."""
+    source = get_investigation(session, ref=ref)
+    if source.configuration_id is None:
+        raise MailtrawlError("Its mail configuration was removed; create a new investigation.")
+    copy = Investigation(
+        name=name or f"{source.name} (copy)"[:200],
+        configuration_id=source.configuration_id,
+        configuration_name=source.configuration_name,
+        query=dict(source.query),
+        scope=dict(source.scope),
+        plan=source.plan,
+        status=InvestigationStatus.QUEUED.value,
+        created_by=actor,
+        duplicated_from=source.id,
+    )
+    session.add(copy)
+    session.flush()
+    enqueue(session, PLAN_JOB, {"investigation_id": str(copy.id)}, group_key=str(copy.id))
+    return copy
+
+
+def to_view(record: Investigation, now: datetime | None = None) -> InvestigationView:
+    now = now or datetime.now(UTC)
+    finished = record.mailboxes_done + record.mailboxes_failed
+    total = record.mailboxes_total
+    running = record.status not in FINISHED
+    return InvestigationView(
+        id=record.id,
+        name=record.name,
+        status=record.status,
+        configuration_id=record.configuration_id,
+        configuration=record.configuration_name,
+        scope=record.scope,
+        query=record.query,
+        plan=record.plan,
+        progress=Progress(
+            mailboxes_total=total,
+            mailboxes_done=record.mailboxes_done,
+            mailboxes_failed=record.mailboxes_failed,
+            mailboxes_skipped=record.mailboxes_skipped,
+            mailboxes_pending=max(0, total - finished),
+            messages_examined=record.messages_examined,
+            hits=record.hits,
+            requests=record.requests,
+            throttled=record.throttled,
+            throttle_wait_seconds=round(record.throttle_wait_seconds, 3),
+            percent=round(100.0 * finished / total, 1)
+            if total
+            else (100.0 if record.status == InvestigationStatus.COMPLETED else 0.0),
+            eta_seconds=eta_seconds(record, now) if running else None,
+        ),
+        error=record.error,
+        created_by=record.created_by,
+        duplicated_from=record.duplicated_from,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+    )
+
+
+# Results ---------------------------------------------------------------------------------
+
+_HIT_SORTS = {
+    "received": InvestigationHit.received,
+    "mailbox": InvestigationHit.mailbox_upn,
+    "sender": InvestigationHit.sender_address,
+    "subject": InvestigationHit.subject,
+    "folder": InvestigationHit.folder,
+}
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(MAX_PAGE, limit))
+
+
+def _hits_query(
+    investigation_id: uuid.UUID,
+    *,
+    mailbox: str | None = None,
+    folder: str | None = None,
+    sender: str | None = None,
+    subject: str | None = None,
+    internet_message_id: str | None = None,
+    received_after: datetime | None = None,
+    received_before: datetime | None = None,
+) -> Select[Any]:
+    query = select(InvestigationHit).where(InvestigationHit.investigation_id == investigation_id)
+    if mailbox:
+        query = query.where(func.lower(InvestigationHit.mailbox_upn) == mailbox.strip().lower())
+    if folder:
+        query = query.where(InvestigationHit.folder == folder.strip().lower())
+    if sender:
+        query = query.where(func.lower(InvestigationHit.sender_address) == sender.strip().lower())
+    if subject:
+        pattern = (
+            "%"
+            + subject.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            + "%"
+        )
+        query = query.where(func.lower(InvestigationHit.subject).like(pattern, escape="\\"))
+    if internet_message_id:
+        query = query.where(InvestigationHit.internet_message_id == internet_message_id.strip())
+    if received_after:
+        query = query.where(InvestigationHit.received >= received_after)
+    if received_before:
+        query = query.where(InvestigationHit.received < received_before)
+    return query
+
+
+def list_hits(
+    session: Session,
+    *,
+    ref: str | uuid.UUID,
+    sort: str = "-received",
+    limit: int = 100,
+    offset: int = 0,
+    **filters: Any,
+) -> Page[HitView]:
+    """One page of hits, filtered and sorted in the database (never every row)."""
+    record = get_investigation(session, ref=ref)
+    query = _hits_query(record.id, **filters)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    column = _HIT_SORTS.get(sort.lstrip("-"))
+    if column is None:
+        raise ValueError(f"cannot sort by '{sort}'; use one of {', '.join(_HIT_SORTS)}")
+    ordered = column.desc() if sort.startswith("-") else column.asc()
+    rows = session.scalars(
+        query.order_by(ordered, InvestigationHit.id).limit(_limit(limit)).offset(max(0, offset))
+    ).all()
+    return Page(total=total, offset=offset, limit=_limit(limit), items=[hit_view(h) for h in rows])
+
+
+def hit_view(hit: InvestigationHit) -> HitView:
+    return HitView(
+        id=hit.id,
+        mailbox=hit.mailbox_upn,
+        mailbox_id=hit.mailbox_id,
+        folder=hit.folder,
+        folder_id=hit.folder_id,
+        message_id=hit.message_id,
+        internet_message_id=hit.internet_message_id,
+        subject=hit.subject,
+        sender=hit.sender_address,
+        sender_name=hit.sender_name,
+        recipients=hit.recipients,
+        received=hit.received,
+        has_attachments=hit.has_attachments,
+        attachment_names=hit.attachment_names,
+        matched=list(hit.matched or []),
+        via_attached_email=hit.via_attached_email,
+    )
+
+
+def list_campaigns(
+    session: Session, *, ref: str | uuid.UUID, limit: int = 100, offset: int = 0
+) -> Page[CampaignView]:
+    """Hits grouped by Internet message id: one row per email, with its copies."""
+    record = get_investigation(session, ref=ref)
+    hits = InvestigationHit
+    grouped = (
+        select(
+            hits.internet_message_id,
+            func.min(hits.subject),
+            func.min(hits.sender_address),
+            func.count(),
+            func.count(func.distinct(hits.mailbox_id)),
+            func.min(hits.received),
+            func.max(hits.received),
+        )
+        .where(hits.investigation_id == record.id)
+        .group_by(hits.internet_message_id)
+    )
+    total = session.scalar(select(func.count()).select_from(grouped.subquery())) or 0
+    rows = session.execute(
+        grouped.order_by(func.count().desc(), hits.internet_message_id)
+        .limit(_limit(limit))
+        .offset(max(0, offset))
+    ).all()
+    items = [
+        CampaignView(
+            internet_message_id=imid,
+            subject=subject or "",
+            sender=sender or "",
+            copies=copies,
+            mailboxes=boxes,
+            first_received=_utc(first),
+            last_received=_utc(last),
+        )
+        for imid, subject, sender, copies, boxes, first, last in rows
+    ]
+    return Page(total=total, offset=offset, limit=_limit(limit), items=items)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # Aggregates bypass the column type on SQLite and come back naive (or as text).
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def list_mailboxes(
+    session: Session,
+    *,
+    ref: str | uuid.UUID,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page[MailboxView]:
+    record = get_investigation(session, ref=ref)
+    query = select(InvestigationMailbox).where(InvestigationMailbox.investigation_id == record.id)
+    if status:
+        query = query.where(InvestigationMailbox.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(InvestigationMailbox.upn).limit(_limit(limit)).offset(max(0, offset))
+    ).all()
+    items = [
+        MailboxView(
+            mailbox=r.upn,
+            mailbox_id=r.mailbox_id,
+            display_name=r.display_name,
+            status=r.status,
+            reason=r.reason,
+            messages_examined=r.messages_examined,
+            hits=r.hits,
+            search_cap_fallback=r.search_cap_fallback,
+            finished_at=r.finished_at,
+        )
+        for r in rows
+    ]
+    return Page(total=total, offset=offset, limit=_limit(limit), items=items)
+
+
+# Export ----------------------------------------------------------------------------------
+
+EXPORT_FIELDS = (
+    "mailbox",
+    "folder",
+    "message_id",
+    "internet_message_id",
+    "subject",
+    "sender",
+    "sender_name",
+    "recipients",
+    "received",
+    "has_attachments",
+    "attachment_names",
+    "matched",
+    "via_attached_email",
+)
+
+
+def _export_row(hit: InvestigationHit) -> dict[str, Any]:
+    view = hit_view(hit).model_dump(mode="json")
+    row = {name: view[name] for name in EXPORT_FIELDS}
+    return row
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, list):
+        value = "; ".join(str(v) for v in value)
+    text = "" if value is None else str(value)
+    # Spreadsheets run cells that start with these as formulas: hostile subjects must not.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def export_hits(session: Session, *, ref: str | uuid.UUID, fmt: str) -> Iterator[bytes]:
+    """Every hit as CSV or JSON, streamed in chunks (memory stays flat)."""
+    record = get_investigation(session, ref=ref)
+    if fmt not in ("csv", "json"):
+        raise ValueError("export format must be csv or json")
+    query = (
+        select(InvestigationHit)
+        .where(InvestigationHit.investigation_id == record.id)
+        .order_by(InvestigationHit.mailbox_upn, InvestigationHit.received, InvestigationHit.id)
+        .execution_options(yield_per=EXPORT_CHUNK)
+    )
+
+    def generate() -> Iterator[bytes]:
+        first = True
+        if fmt == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(EXPORT_FIELDS)
+            yield buffer.getvalue().encode()
+        else:
+            yield b"["
+        for hit in session.scalars(query):
+            row = _export_row(hit)
+            if fmt == "csv":
+                buffer = io.StringIO()
+                csv.writer(buffer).writerow([_csv_cell(row[k]) for k in EXPORT_FIELDS])
+                yield buffer.getvalue().encode()
+            else:
+                yield (b"" if first else b",") + b"\n" + orjson.dumps(row)
+            first = False
+        if fmt == "json":
+            yield b"\n]\n"
+
+    return generate()

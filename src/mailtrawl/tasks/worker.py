@@ -1,0 +1,59 @@
+"""The worker: every job handler of the product, wired to the job-queue backend.
+
+`mailtrawl serve` runs one in-process; `mailtrawl worker` runs one on its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailtrawl.configurations.connection import open_provider
+from mailtrawl.configurations.service import credential_of
+from mailtrawl.errors import ConfigError
+from mailtrawl.investigations.engine import EngineSettings, InvestigationEngine, ProviderFactory
+from mailtrawl.providers.base import Provider
+from mailtrawl.providers.retry import RetryPolicy
+from mailtrawl.storage.models import MailConfiguration
+from mailtrawl.storage.secrets import SecretBox
+from mailtrawl.tasks.queue import DatabaseJobRunner
+
+
+def provider_factory(
+    sessions: sessionmaker[Session], box: SecretBox, *, retry: RetryPolicy | None = None
+) -> ProviderFactory:
+    """Opens the provider of a mail configuration, decrypting its credential on each use."""
+
+    def open_for(configuration_id: uuid.UUID) -> Provider:
+        with sessions() as session:
+            record = session.get(MailConfiguration, configuration_id)
+            if record is None:
+                raise ConfigError("The investigation's mail configuration was removed.")
+            return open_provider(record, credential_of(box, record), retry=retry)
+
+    return open_for
+
+
+def build_runner(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    *,
+    concurrency: int = 4,
+    engine_settings: EngineSettings | None = None,
+    poll_interval: float = 1.0,
+    lease_seconds: float = 60.0,
+    factory: ProviderFactory | None = None,
+) -> DatabaseJobRunner:
+    """The default (database-backed, in-process) runner with every handler registered."""
+    engine = InvestigationEngine(
+        sessions, factory or provider_factory(sessions, box), engine_settings
+    )
+    return DatabaseJobRunner(
+        sessions,
+        engine.handlers(),
+        concurrency=concurrency,
+        poll_interval=poll_interval,
+        lease=timedelta(seconds=lease_seconds),
+    )
