@@ -107,7 +107,8 @@ class Store:
             self.box,
             poll_interval=0.05,
             lease_seconds=lease_seconds,
-            engine_settings=EngineSettings(**engine) if engine else None,
+            # Small batches: several scan jobs per investigation run side by side.
+            engine_settings=EngineSettings(**{"batch_size": 16, "chunk_size": 8, **engine}),
             factory=provider_factory(self.sessions, self.box, retry=FAST_RETRY),
         )
 

@@ -69,6 +69,7 @@ from mailtrawl.matching.mime import MailParseError, parse_email
 from mailtrawl.providers.base import Provider
 from mailtrawl.storage.base import utcnow
 from mailtrawl.storage.engine import write_session
+from mailtrawl.tasks.models import Job, JobStatus
 from mailtrawl.tasks.queue import JobContext, JobHandler, enqueue
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ class InvestigationEngine:
                 with contextlib.suppress(_Stopped):  # finished below
                     await scan.run(states)
         await asyncio.to_thread(self._finish_if_stopping, investigation_id)
-        await asyncio.to_thread(self._complete_if_finished, investigation_id)
+        await asyncio.to_thread(self._complete_if_finished, investigation_id, ctx.id)
 
     def _claim_batch(self, investigation_id: uuid.UUID, batch: int) -> list[_MailboxState]:
         with write_session(self.session_factory) as session:
@@ -326,7 +327,18 @@ class InvestigationEngine:
             )
 
     def _finish_if_stopping(self, investigation_id: uuid.UUID) -> None:
+        """If a stop was asked for: stopped now, and mailboxes being read back to pending."""
         with write_session(self.session_factory) as session:
+            stopped = session.execute(
+                update(Investigation)
+                .where(
+                    Investigation.id == investigation_id,
+                    Investigation.status == InvestigationStatus.STOPPING.value,
+                )
+                .values(status=InvestigationStatus.STOPPED.value, finished_at=utcnow())
+            )
+            if stopped.rowcount != 1:  # type: ignore[attr-defined]
+                return
             session.execute(
                 update(InvestigationMailbox)
                 .where(
@@ -335,16 +347,9 @@ class InvestigationEngine:
                 )
                 .values(status=MailboxStatus.PENDING.value)
             )
-            session.execute(
-                update(Investigation)
-                .where(
-                    Investigation.id == investigation_id,
-                    Investigation.status == InvestigationStatus.STOPPING.value,
-                )
-                .values(status=InvestigationStatus.STOPPED.value, finished_at=utcnow())
-            )
 
-    def _complete_if_finished(self, investigation_id: uuid.UUID) -> None:
+    def _complete_if_finished(self, investigation_id: uuid.UUID, job_id: uuid.UUID) -> None:
+        """Completed when no mailbox is left; mailboxes no live job will read count as failed."""
         with write_session(self.session_factory) as session:
             open_rows = session.scalar(
                 select(func.count())
@@ -357,7 +362,39 @@ class InvestigationEngine:
                 )
             )
             if open_rows:
-                return
+                live_jobs = session.scalar(
+                    select(func.count())
+                    .select_from(Job)
+                    .where(
+                        Job.group_key == str(investigation_id),
+                        Job.id != job_id,
+                        Job.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)),
+                    )
+                )
+                if live_jobs:
+                    return
+                # Their job gave up (or vanished): say so rather than run forever.
+                failed = session.execute(
+                    update(InvestigationMailbox)
+                    .where(
+                        InvestigationMailbox.investigation_id == investigation_id,
+                        InvestigationMailbox.status.in_(
+                            (MailboxStatus.PENDING.value, MailboxStatus.SCANNING.value)
+                        ),
+                    )
+                    .values(
+                        status=MailboxStatus.FAILED.value,
+                        reason="error: not read; its scan job stopped before reaching it",
+                        finished_at=utcnow(),
+                    )
+                )
+                session.execute(
+                    update(Investigation)
+                    .where(Investigation.id == investigation_id)
+                    .values(
+                        mailboxes_failed=Investigation.mailboxes_failed + int(failed.rowcount or 0)  # type: ignore[attr-defined]
+                    )
+                )
             session.execute(
                 update(Investigation)
                 .where(
