@@ -38,7 +38,7 @@ from mailtrawl.emulator.generator import generate
 from mailtrawl.emulator.testing import EmulatorProcess
 from mailtrawl.investigations import service
 from mailtrawl.investigations.schemas import InvestigationCreate
-from mailtrawl.storage.engine import make_engine, make_session_factory
+from mailtrawl.storage.engine import make_engine, make_session_factory, write_session
 from mailtrawl.storage.migrate import upgrade_to_head
 from mailtrawl.storage.secrets import open_secret_box
 from mailtrawl.tasks.worker import build_runner
@@ -124,7 +124,7 @@ class Mailtrawl:
         upgrade_to_head(self.settings, engine=self.engine)
         self.sessions = make_session_factory(self.engine)
         self.box = open_secret_box(self.settings)
-        with self.sessions.begin() as session:
+        with write_session(self.sessions) as session:
             create_configuration(
                 session,
                 box=self.box,
@@ -151,7 +151,7 @@ class Mailtrawl:
     def investigate(self, emu: EmulatorProcess, query: dict[str, Any]) -> dict[str, Any]:
         before = _graph_requests(emu)
         started = time.perf_counter()
-        with self.sessions.begin() as session:
+        with write_session(self.sessions) as session:
             record = service.create_investigation(
                 session,
                 data=InvestigationCreate(name="bench", configuration="bench", query=query),

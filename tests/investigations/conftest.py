@@ -24,7 +24,7 @@ from mailtrawl.investigations import service
 from mailtrawl.investigations.engine import EngineSettings
 from mailtrawl.investigations.schemas import HitView, InvestigationCreate, InvestigationView
 from mailtrawl.providers.retry import RetryPolicy
-from mailtrawl.storage.engine import make_engine, make_session_factory
+from mailtrawl.storage.engine import make_engine, make_session_factory, write_session
 from mailtrawl.storage.migrate import upgrade_to_head
 from mailtrawl.storage.secrets import SecretBox, open_secret_box
 from mailtrawl.tasks.worker import build_runner, provider_factory
@@ -86,7 +86,7 @@ class Store:
         name: str = "test",
         scope: dict[str, Any] | None = None,
     ) -> uuid.UUID:
-        with self.sessions.begin() as session:
+        with write_session(self.sessions) as session:
             record = service.create_investigation(
                 session,
                 data=InvestigationCreate(

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from mailtrawl.emulator.testing import EmulatorProcess
 from mailtrawl.investigations.models import InvestigationMailbox, MailboxStatus
+from mailtrawl.storage.engine import write_session
 from tests.investigations.conftest import HuntTenant, Store
 
 
@@ -108,7 +109,7 @@ def test_stop_is_immediate(hunt_store: Store, hunt_emulator: EmulatorProcess) ->
             await runner.start()
             while hunt_store.view(investigation_id).progress.mailboxes_done < 2:  # noqa: ASYNC110 - polls the database
                 await asyncio.sleep(0.05)
-            with hunt_store.sessions.begin() as session:
+            with write_session(hunt_store.sessions) as session:
                 service.stop_investigation(session, ref=investigation_id)
             asked = time.monotonic()
             while hunt_store.view(investigation_id).status != "stopped":  # noqa: ASYNC110

@@ -168,7 +168,9 @@ async def test_folder_listings_name_well_known_folders(
         **dict.fromkeys(inbox, "inbox"),
         **dict.fromkeys(junk["bob@contoso.com"], "junkemail"),
     }
-    folders = await provider.folder_names(bob)
+    folders = (await provider.folder_names([bob]))[bob.id]
+    only_inbox = await provider.folder_names([bob], names=("inbox",))
+    assert list(only_inbox[bob.id].values()) == ["inbox"]
     snapshot = {
         f["wellKnownName"]: f["id"]
         for f in emulator.snapshot("bob@contoso.com")["folders"]

@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from mailtrawl.cli.common import echo_json, fail, open_store
+from mailtrawl.storage.engine import write_session
 
 investigations_app = typer.Typer(
     help="List investigations, read their progress and results, stop them.",
@@ -302,7 +303,7 @@ def _run(
             )
         except ValidationError as exc:
             fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-        with store.sessions.begin() as session:
+        with write_session(store.sessions) as session:
             try:
                 record = service.create_investigation(session, data=data, actor="cli")
             except QueryError as exc:
@@ -316,7 +317,7 @@ def _run(
         try:
             asyncio.run(_run_foreground(store, investigation_id, quiet=False))
         except KeyboardInterrupt:
-            with store.sessions.begin() as session:
+            with write_session(store.sessions) as session:
                 service.stop_investigation(session, ref=investigation_id)
             fail(f"interrupted; investigation {investigation_id} stopped", code=130)
         with store.sessions() as session:
@@ -561,7 +562,7 @@ def stop_cmd(investigation: str = typer.Argument(..., help="The investigation id
     """Stop it now: no further mailbox is read."""
     from mailtrawl.investigations import service
 
-    with open_store() as store, store.sessions.begin() as session:
+    with open_store() as store, write_session(store.sessions) as session:
         record = _get(session, investigation)
         record = service.stop_investigation(session, ref=record.id)
         typer.echo(f"{record.id} {record.status}")

@@ -61,6 +61,7 @@ from mailtrawl.investigations.models import (
     InvestigationHit,
     InvestigationMailbox,
     InvestigationStatus,
+    KnownFolder,
     MailboxStatus,
 )
 from mailtrawl.investigations.planner import Plan, plan_hunt
@@ -79,6 +80,18 @@ SCAN_JOB = "investigation.scan"
 
 # Opens (without entering) the provider of a mail configuration.
 ProviderFactory = Callable[[uuid.UUID], Provider]
+
+# Hits are most often in the inbox: ask for it alone first, the others only if needed.
+FIRST_FOLDER = ("inbox",)
+OTHER_FOLDERS = (
+    "junkemail",
+    "deleteditems",
+    "sentitems",
+    "drafts",
+    "archive",
+    "outbox",
+    "recoverableitemsdeletions",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,7 @@ class _MailboxState:
     examined: int = 0
     hits: list[dict[str, Any]] = field(default_factory=list)
     pending: set[asyncio.Task[None]] = field(default_factory=set)
+    unnamed_folders: set[str] = field(default_factory=set)  # folder ids of hits to name
 
 
 class _Stopped(Exception):
@@ -256,7 +270,9 @@ class InvestigationEngine:
             provider = self.provider_factory(record.configuration_id)
             async with provider:
                 plan = plan_hunt(hunt, provider.capabilities)
-                scan = _BatchScan(self, investigation_id, provider, plan, compiled)
+                scan = _BatchScan(
+                    self, investigation_id, record.configuration_id, provider, plan, compiled
+                )
                 with contextlib.suppress(_Stopped):  # finished below
                     await scan.run(states)
         await asyncio.to_thread(self._finish_if_stopping, investigation_id)
@@ -404,6 +420,59 @@ class InvestigationEngine:
                 .values(status=InvestigationStatus.COMPLETED.value, finished_at=utcnow())
             )
 
+    def known_folders(
+        self, configuration_id: uuid.UUID, mailbox_ids: list[str]
+    ) -> dict[str, dict[str, str]]:
+        with self.session_factory() as session:
+            rows = session.execute(
+                select(KnownFolder.mailbox_id, KnownFolder.folder_id, KnownFolder.name).where(
+                    KnownFolder.configuration_id == configuration_id,
+                    KnownFolder.mailbox_id.in_(mailbox_ids),
+                )
+            ).all()
+        known: dict[str, dict[str, str]] = {}
+        for mailbox_id, folder_id, name in rows:
+            known.setdefault(mailbox_id, {})[folder_id] = name
+        return known
+
+    def name_folders(
+        self,
+        investigation_id: uuid.UUID,
+        configuration_id: uuid.UUID,
+        learnt: dict[str, dict[str, str]],
+        names: dict[str, dict[str, str]],
+    ) -> None:
+        """Remember learnt folder names, and put names on the hits in those folders."""
+        with write_session(self.session_factory) as session:
+            insert_ignoring_duplicates(
+                session,
+                KnownFolder.__table__,
+                [
+                    {
+                        "configuration_id": configuration_id,
+                        "mailbox_id": mailbox_id,
+                        "folder_id": folder_id,
+                        "name": name,
+                    }
+                    for mailbox_id, folders in learnt.items()
+                    for folder_id, name in folders.items()
+                ],
+            )
+            for mailbox_id, folders in names.items():
+                for folder_id, name in folders.items():
+                    if not name:
+                        continue
+                    session.execute(
+                        update(InvestigationHit)
+                        .where(
+                            InvestigationHit.investigation_id == investigation_id,
+                            InvestigationHit.mailbox_id == mailbox_id,
+                            InvestigationHit.folder_id == folder_id,
+                            InvestigationHit.folder.is_(None),
+                        )
+                        .values(folder=name)
+                    )
+
     def flush_hits(self, rows: list[dict[str, Any]]) -> None:
         with write_session(self.session_factory) as session:
             insert_ignoring_duplicates(session, InvestigationHit.__table__, rows)
@@ -473,6 +542,7 @@ class _BatchScan:
         self,
         engine: InvestigationEngine,
         investigation_id: uuid.UUID,
+        configuration_id: uuid.UUID,
         provider: Provider,
         plan: Plan,
         compiled: CompiledHunt,
@@ -480,12 +550,17 @@ class _BatchScan:
         self.engine = engine
         self.settings = engine.settings
         self.investigation_id = investigation_id
+        self.configuration_id = configuration_id
         self.provider = provider
         self.plan = plan
         self.compiled = compiled
         self.fetch_slots = asyncio.Semaphore(self.settings.fetch_concurrency)
         self._last_stop_check = 0.0
+        self._states: dict[str, _MailboxState] = {}
         self._last_stats = self._stats_now()
+
+    def _state_of(self, mailbox_id: str) -> _MailboxState:
+        return self._states[mailbox_id]
 
     def _stats_now(self) -> dict[str, float]:
         raw = self.provider.stats()
@@ -511,6 +586,7 @@ class _BatchScan:
             raise _Stopped
 
     async def run(self, states: Sequence[_MailboxState]) -> None:
+        self._states = {s.ref.id: s for s in states}
         size = self.settings.chunk_size
         chunks = [list(states[i : i + size]) for i in range(0, len(states), size)]
         gate = asyncio.Semaphore(self.settings.chunks_in_flight)
@@ -544,6 +620,7 @@ class _BatchScan:
                     await self._finish(state, failed=failure_reason(item.error))
         finally:
             await listing.aclose()  # type: ignore[attr-defined]
+        await self._name_folders(chunk)
 
     async def _settle(self, state: _MailboxState) -> None:
         if state.pending:
@@ -553,8 +630,6 @@ class _BatchScan:
         self, state: _MailboxState, *, failed: str | None = None, search_cap_fallback: bool = False
     ) -> None:
         hits, state.hits = state.hits, []
-        if hits and not failed:
-            await self._name_folders(state.ref, hits)
         await asyncio.to_thread(
             self.engine.mailbox_finished,
             self.investigation_id,
@@ -565,17 +640,52 @@ class _BatchScan:
             stats=self._stats_delta(),
         )
 
-    async def _name_folders(self, mailbox: MailboxRef, hits: list[dict[str, Any]]) -> None:
-        """Well-known folder names for hits listed from the whole mailbox."""
-        if all(h["folder"] for h in hits):
+    async def _name_folders(self, states: list[_MailboxState]) -> None:
+        """Well-known names for the folders of hits listed from the whole mailbox.
+
+        Names learnt before are reused; otherwise the inbox is asked for first (one
+        request per mailbox, shared envelopes), the other well-known folders only for
+        mailboxes with hits elsewhere. Naming is best effort: a failure leaves it empty.
+        """
+        wanted = {s.ref.id: set(s.unnamed_folders) for s in states if s.unnamed_folders}
+        if not wanted:
             return
-        try:
-            names = await self.provider.folder_names(mailbox)
-        except ProviderError:
-            return
-        for hit in hits:
-            if not hit["folder"]:
-                hit["folder"] = names.get(hit["folder_id"] or "")
+        refs = {s.ref.id: s.ref for s in states}
+        known = await asyncio.to_thread(
+            self.engine.known_folders, self.configuration_id, list(wanted)
+        )
+        names: dict[str, dict[str, str]] = {}
+        missing: dict[str, set[str]] = {}
+        for mailbox_id, folder_ids in wanted.items():
+            mine = known.get(mailbox_id, {})
+            names[mailbox_id] = {f: mine[f] for f in folder_ids if f in mine}
+            if folder_ids - set(mine):
+                missing[mailbox_id] = folder_ids - set(mine)
+        learnt: dict[str, dict[str, str]] = {}
+        for round_names in (FIRST_FOLDER, OTHER_FOLDERS):
+            if not missing:
+                break
+            try:
+                found = await self.provider.folder_names([refs[m] for m in missing], round_names)
+            except ProviderError as exc:
+                log.warning("could not name folders: %s", exc)
+                missing = {}
+                break
+            for mailbox_id, folders in found.items():
+                learnt.setdefault(mailbox_id, {}).update(folders)
+                names[mailbox_id].update(
+                    {f: n for f, n in folders.items() if f in missing[mailbox_id]}
+                )
+                missing[mailbox_id] -= set(folders)
+            missing = {m: ids for m, ids in missing.items() if ids}
+        for mailbox_id, folder_ids in missing.items():
+            # Every well-known folder was asked for: these are the mailbox's own folders.
+            learnt.setdefault(mailbox_id, {}).update(dict.fromkeys(folder_ids, ""))
+        for state in states:
+            state.unnamed_folders.clear()
+        await asyncio.to_thread(
+            self.engine.name_folders, self.investigation_id, self.configuration_id, learnt, names
+        )
 
     # Evaluating one message -------------------------------------------------------------
 
@@ -634,6 +744,8 @@ class _BatchScan:
         ref = meta.ref
         sender = meta.from_
         names = [a.name for a in message.attachments or () if not a.is_inline]
+        if ref.folder_name is None and ref.folder_id:
+            self._state_of(ref.mailbox.id).unnamed_folders.add(ref.folder_id)
         return {
             "id": uuid.uuid4(),
             "investigation_id": self.investigation_id,

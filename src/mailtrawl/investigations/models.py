@@ -146,3 +146,20 @@ class InvestigationHit(UUIDPrimaryKey, Base):
     matched: Mapped[list[str]] = mapped_column(default=list)
     via_attached_email: Mapped[bool] = mapped_column(Boolean, default=False)
     found_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class KnownFolder(Base):
+    """A mailbox folder id and its well-known name ("" for other folders), learnt once.
+
+    Well-known folder ids do not change, so naming the folders of hits costs Graph
+    requests only the first time a mailbox has hits.
+    """
+
+    __tablename__ = "known_folders"
+
+    configuration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("mail_configurations.id", ondelete="CASCADE"), primary_key=True
+    )
+    mailbox_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), default="")

@@ -174,8 +174,10 @@ class Provider(Protocol):
         MailboxScanned or MailboxFailed per mailbox."""
         ...
 
-    async def folder_names(self, mailbox: MailboxRef) -> dict[str, str]:
-        """Folder id → well-known name ("inbox", "junkemail", ...) for the folders it has."""
+    async def folder_names(
+        self, mailboxes: Sequence[MailboxRef], names: Sequence[str] = ...
+    ) -> dict[str, dict[str, str]]:
+        """Mailbox id → (folder id → well-known name) for the given well-known `names`."""
         ...
 
     async def fetch(

@@ -820,30 +820,35 @@ class GraphProvider:
             )
         return link[len(root) :]
 
-    async def folder_names(self, mailbox: MailboxRef) -> dict[str, str]:
-        """Folder id → well-known name for the folders of `NAMED_FOLDERS` the mailbox has."""
-        user = self._authorize(mailbox)
+    async def folder_names(
+        self, mailboxes: Sequence[MailboxRef], names: Sequence[str] = NAMED_FOLDERS
+    ) -> dict[str, dict[str, str]]:
+        """Mailbox id → (folder id → well-known name), for `names` the mailboxes have.
+
+        One `$batch` sub-request per mailbox and name, mailboxes sharing envelopes.
+        """
+        pairs = [(m, n) for m in mailboxes for n in names]
         answers = await self.client.batch(
             [
                 BatchRequest(
                     "GET",
-                    f"users/{user}/mailFolders/{name}",
+                    f"users/{self._authorize(mailbox)}/mailFolders/{name}",
                     {"$select": "id"},
                     mailbox=mailbox.id,
                     role=MAIL_ROLE,
                     what=f"The folder {name}",
                 )
-                for name in NAMED_FOLDERS
+                for mailbox, name in pairs
             ]
         )
-        names: dict[str, str] = {}
-        for name, answer in zip(NAMED_FOLDERS, answers, strict=True):
+        found: dict[str, dict[str, str]] = {m.id: {} for m in mailboxes}
+        for (mailbox, name), answer in zip(pairs, answers, strict=True):
             if isinstance(answer.error, NotFound):
                 continue
             if answer.error is not None:
                 raise answer.error
-            names[str(answer.json()["id"])] = name
-        return names
+            found[mailbox.id][str(answer.json()["id"])] = name
+        return found
 
     def _message_path(self, ref: MessageRef) -> str:
         return f"users/{self._authorize(ref.mailbox)}/messages/{segment(ref.stable_id)}"

@@ -192,10 +192,27 @@ def upgrade() -> None:
             ["investigation_id", "batch", "status"],
             unique=False,
         )
+    op.create_table(
+        "known_folders",
+        sa.Column("configuration_id", sa.Uuid(), nullable=False),
+        sa.Column("mailbox_id", sa.String(length=128), nullable=False),
+        sa.Column("folder_id", sa.String(length=512), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["configuration_id"],
+            ["mail_configurations.id"],
+            name=op.f("fk_known_folders_configuration_id_mail_configurations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "configuration_id", "mailbox_id", "folder_id", name=op.f("pk_known_folders")
+        ),
+    )
 
 
 def downgrade() -> None:
     """Undo Investigations, their mailboxes and hits; the job queue."""
+    op.drop_table("known_folders")
     with op.batch_alter_table("investigation_mailboxes", schema=None) as batch_op:
         batch_op.drop_index("ix_investigation_mailboxes_batch")
 

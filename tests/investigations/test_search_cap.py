@@ -1,0 +1,62 @@
+"""A mailbox with more matches than Graph's $search answers (1,000) is listed without it."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailtrawl.config import load_settings
+from mailtrawl.emulator.testing import EmulatorProcess
+from mailtrawl.investigations.models import InvestigationMailbox
+from tests.investigations.conftest import make_store
+
+
+def test_mailboxes_beyond_the_search_cap_are_found_completely(
+    emulator: EmulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = EmailMessage()
+    message["From"] = "Payroll <payroll@bonus-portal.example>"
+    message["Subject"] = "Statement"
+    message.set_content("Your quarterly bonus statement is ready.")
+    emulator.control(
+        "POST",
+        "/deliver",
+        {
+            "mime": __import__("base64").b64encode(message.as_bytes()).decode(),
+            "recipients": ["alice@contoso.com"],
+            "copies": 1005,
+        },
+    )
+    emulator.deliver(message.as_bytes(), ["bob@contoso.com"])
+    monkeypatch.setenv("MAILTRAWL_HOME", str(tmp_path / "home"))
+    settings = load_settings(
+        home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'mailtrawl.db'}"
+    )
+    app = {
+        "clientId": emulator.info["client_id"],
+        "secrets": [{"value": emulator.info["client_secret"]}],
+    }
+    store = make_store(settings, emulator, app)
+    try:
+        investigation_id = store.create({"match": {"body": "bonus statement"}})
+        store.run_all()
+        view = store.view(investigation_id)
+        assert view.plan is not None
+        assert view.plan["server"]["mode"] == "search"
+        assert view.status == "completed"
+        assert view.progress.hits == 1006
+        hits = store.hits(investigation_id)
+        assert len({h.message_id for h in hits}) == 1006
+        with store.sessions() as session:
+            fallback = dict(
+                session.execute(
+                    select(InvestigationMailbox.upn, InvestigationMailbox.search_cap_fallback)
+                ).all()
+            )
+        assert fallback["alice@contoso.com"] is True
+        assert fallback["bob@contoso.com"] is False
+    finally:
+        store.engine.dispose()
