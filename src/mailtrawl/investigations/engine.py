@@ -81,6 +81,8 @@ SCAN_JOB = "investigation.scan"
 # Opens (without entering) the provider of a mail configuration.
 ProviderFactory = Callable[[uuid.UUID], Provider]
 
+# Finished mailboxes are written together, at least this often (seconds).
+FINISH_INTERVAL = 0.5
 # Hits are most often in the inbox: ask for it alone first, the others only if needed.
 FIRST_FOLDER = ("inbox",)
 OTHER_FOLDERS = (
@@ -96,9 +98,12 @@ OTHER_FOLDERS = (
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
-    batch_size: int = 100  # mailboxes per scan job
-    chunk_size: int = 20  # mailboxes per provider.scan call (one $batch for their first pages)
-    chunks_in_flight: int = 5  # per scan job
+    batch_size: int = 250  # mailboxes per scan job
+    # Mailboxes per provider.scan call: their first pages share one $batch envelope. Outlook
+    # runs four sub-requests of an envelope at a time, so small envelopes, many in flight,
+    # finish sooner than full ones (20) while still saving most round trips.
+    chunk_size: int = 8
+    chunks_in_flight: int = 10  # per scan job
     fetch_concurrency: int = 16  # attachment fetches in flight per scan job
     flush_hits: int = 500
     stop_poll_seconds: float = 0.5
@@ -477,53 +482,62 @@ class InvestigationEngine:
         with write_session(self.session_factory) as session:
             insert_ignoring_duplicates(session, InvestigationHit.__table__, rows)
 
-    def mailbox_finished(
+    def mailboxes_finished(
         self,
         investigation_id: uuid.UUID,
-        state: _MailboxState,
-        hits: list[dict[str, Any]],
-        *,
-        failed: str | None = None,
-        search_cap_fallback: bool = False,
+        finished: list[_Finished],
         stats: dict[str, float] | None = None,
     ) -> None:
-        """Record a mailbox's last hits and its outcome, and add it to the progress counters."""
+        """Record finished mailboxes (their last hits and outcome) and the progress counters.
+
+        One transaction for many mailboxes; a mailbox counts only if it was still being
+        scanned, so a job re-run after a crash never counts a mailbox twice.
+        """
         with write_session(self.session_factory) as session:
-            insert_ignoring_duplicates(session, InvestigationHit.__table__, hits)
-            count = session.scalar(
-                select(func.count())
-                .select_from(InvestigationHit)
-                .where(
-                    InvestigationHit.investigation_id == investigation_id,
-                    InvestigationHit.mailbox_id == state.ref.id,
-                )
+            insert_ignoring_duplicates(
+                session, InvestigationHit.__table__, [h for f in finished for h in f.hits]
             )
-            hit_count = int(count or 0)
-            done = session.execute(
-                update(InvestigationMailbox)
-                .where(
-                    InvestigationMailbox.id == state.row_id,
-                    InvestigationMailbox.status == MailboxStatus.SCANNING.value,
-                )
-                .values(
-                    status=(MailboxStatus.FAILED if failed else MailboxStatus.DONE).value,
-                    reason=failed,
-                    hits=hit_count,
-                    messages_examined=state.examined,
-                    search_cap_fallback=search_cap_fallback,
-                    finished_at=utcnow(),
-                )
+            counted = dict(
+                session.execute(
+                    select(InvestigationHit.mailbox_id, func.count())
+                    .where(
+                        InvestigationHit.investigation_id == investigation_id,
+                        InvestigationHit.mailbox_id.in_([f.state.ref.id for f in finished]),
+                    )
+                    .group_by(InvestigationHit.mailbox_id)
+                ).all()
             )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                return
-            counters: dict[str, Any] = {
-                "messages_examined": Investigation.messages_examined + state.examined,
-                "hits": Investigation.hits + hit_count,
+            counters: dict[str, Any] = {}
+            done = failed = examined = hits = 0
+            for item in finished:
+                hit_count = int(counted.get(item.state.ref.id, 0))
+                changed = session.execute(
+                    update(InvestigationMailbox)
+                    .where(
+                        InvestigationMailbox.id == item.state.row_id,
+                        InvestigationMailbox.status == MailboxStatus.SCANNING.value,
+                    )
+                    .values(
+                        status=(MailboxStatus.FAILED if item.failed else MailboxStatus.DONE).value,
+                        reason=item.failed,
+                        hits=hit_count,
+                        messages_examined=item.state.examined,
+                        search_cap_fallback=item.search_cap_fallback,
+                        finished_at=utcnow(),
+                    )
+                )
+                if changed.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                failed += bool(item.failed)
+                done += not item.failed
+                examined += item.state.examined
+                hits += hit_count
+            counters = {
+                "messages_examined": Investigation.messages_examined + examined,
+                "hits": Investigation.hits + hits,
+                "mailboxes_failed": Investigation.mailboxes_failed + failed,
+                "mailboxes_done": Investigation.mailboxes_done + done,
             }
-            if failed:
-                counters["mailboxes_failed"] = Investigation.mailboxes_failed + 1
-            else:
-                counters["mailboxes_done"] = Investigation.mailboxes_done + 1
             if stats:
                 counters["requests"] = Investigation.requests + int(stats.get("requests", 0))
                 counters["throttled"] = Investigation.throttled + int(stats.get("throttled", 0))
@@ -533,6 +547,14 @@ class InvestigationEngine:
             session.execute(
                 update(Investigation).where(Investigation.id == investigation_id).values(counters)
             )
+
+
+@dataclass
+class _Finished:
+    state: _MailboxState
+    hits: list[dict[str, Any]]
+    failed: str | None = None
+    search_cap_fallback: bool = False
 
 
 class _BatchScan:
@@ -557,6 +579,8 @@ class _BatchScan:
         self.fetch_slots = asyncio.Semaphore(self.settings.fetch_concurrency)
         self._last_stop_check = 0.0
         self._states: dict[str, _MailboxState] = {}
+        self._finished: list[_Finished] = []
+        self._first_finished_at = 0.0
         self._last_stats = self._stats_now()
 
     def _state_of(self, mailbox_id: str) -> _MailboxState:
@@ -595,7 +619,10 @@ class _BatchScan:
             async with gate:
                 await self._chunk(chunk)
 
-        await _gather_or_cancel([one(c) for c in chunks])
+        try:
+            await _gather_or_cancel([one(c) for c in chunks])
+        finally:
+            await self._flush_finished()  # mailboxes finished before a stop or an error
 
     async def _chunk(self, chunk: list[_MailboxState]) -> None:
         by_id = {s.ref.id: s for s in chunk}
@@ -620,6 +647,7 @@ class _BatchScan:
                     await self._finish(state, failed=failure_reason(item.error))
         finally:
             await listing.aclose()  # type: ignore[attr-defined]
+        await self._flush_finished()
         await self._name_folders(chunk)
 
     async def _settle(self, state: _MailboxState) -> None:
@@ -630,15 +658,25 @@ class _BatchScan:
         self, state: _MailboxState, *, failed: str | None = None, search_cap_fallback: bool = False
     ) -> None:
         hits, state.hits = state.hits, []
-        await asyncio.to_thread(
-            self.engine.mailbox_finished,
-            self.investigation_id,
-            state,
-            hits,
-            failed=failed,
-            search_cap_fallback=search_cap_fallback,
-            stats=self._stats_delta(),
-        )
+        if not self._finished:
+            self._first_finished_at = time.monotonic()
+        self._finished.append(_Finished(state, hits, failed, search_cap_fallback))
+        if (
+            len(self._finished) >= self.settings.chunk_size
+            or time.monotonic() - self._first_finished_at > FINISH_INTERVAL
+        ):
+            await self._flush_finished()
+
+    async def _flush_finished(self) -> None:
+        """Write the mailboxes finished so far, together (one transaction)."""
+        finished, self._finished = self._finished, []
+        if finished:
+            await asyncio.to_thread(
+                self.engine.mailboxes_finished,
+                self.investigation_id,
+                finished,
+                self._stats_delta(),
+            )
 
     async def _name_folders(self, states: list[_MailboxState]) -> None:
         """Well-known names for the folders of hits listed from the whole mailbox.
