@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # worker that stops renewing it (a crashed process) before another worker takes it.
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     job_lease_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    # Mailboxes each investigation job lists at once: how hard it presses on the tenant.
+    scan_mailboxes_in_flight: int = Field(default=200, ge=1, le=2000)
 
     @field_validator("home", mode="before")
     @classmethod

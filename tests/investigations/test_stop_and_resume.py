@@ -36,6 +36,7 @@ def test_killed_process_resumes_without_rescanning_done_mailboxes(
         "MAILTRAWL_HOME": str(hunt_store.settings.home),
         "MAILTRAWL_DATABASE_URL": hunt_store.settings.database_url,
         "MAILTRAWL_JOB_LEASE_SECONDS": "1",
+        "MAILTRAWL_SCAN_MAILBOXES_IN_FLIGHT": "4",
     }
     # Slow Graph down so the run is still going when it is killed.
     hunt_emulator.settings(faults={"latency_ms": 150})
@@ -71,8 +72,9 @@ def test_killed_process_resumes_without_rescanning_done_mailboxes(
     finally:
         hunt_emulator.settings(faults={"latency_ms": 0})
     assert 5 <= len(done) < len(_mailbox_rows(hunt_store)), "killed too late to test resuming"
+    # The killed worker's lease expires, and requests it left in flight are answered.
+    time.sleep(1.1)
     before = hunt_emulator.stats()["byMailbox"]
-    time.sleep(1.1)  # the killed worker's lease expires
     hunt_store.run_all(lease_seconds=1)
     after = hunt_emulator.stats()["byMailbox"]
     rows = _mailbox_rows(hunt_store)
@@ -95,6 +97,7 @@ def test_stop_is_immediate(hunt_store: Store, hunt_emulator: EmulatorProcess) ->
     try:
         import asyncio
 
+        from mailtrawl.investigations.engine import EngineSettings
         from mailtrawl.tasks.worker import build_runner, provider_factory
         from tests.investigations.conftest import FAST_RETRY
 
@@ -102,6 +105,7 @@ def test_stop_is_immediate(hunt_store: Store, hunt_emulator: EmulatorProcess) ->
             hunt_store.sessions,
             hunt_store.box,
             poll_interval=0.05,
+            engine_settings=EngineSettings(batch_size=16, chunk_size=4, chunks_in_flight=2),
             factory=provider_factory(hunt_store.sessions, hunt_store.box, retry=FAST_RETRY),
         )
 

@@ -389,6 +389,7 @@ async def _run_foreground(store: Any, investigation_id: Any, *, quiet: bool) -> 
         poll_interval=0.2,
         concurrency=store.settings.worker_concurrency,
         lease_seconds=store.settings.job_lease_seconds,
+        mailboxes_in_flight=store.settings.scan_mailboxes_in_flight,
     )
     await runner.start()
     show = sys.stderr.isatty() and not quiet
@@ -582,6 +583,7 @@ def worker(
             store.box,
             concurrency=concurrency or store.settings.worker_concurrency,
             lease_seconds=store.settings.job_lease_seconds,
+            mailboxes_in_flight=store.settings.scan_mailboxes_in_flight,
         )
         await runner.start()
         try:

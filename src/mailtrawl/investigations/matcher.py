@@ -306,9 +306,8 @@ class CompiledHunt:
             return any(v in urls for v in leaf.values)
         if leaf.field == "url_domain":
             return any(host_in_domain(h, v) for h in view.derived("hosts") for v in leaf.values)
-        # body_regex: the visible text, and the HTML source (for patterns over links).
-        sources = [view.derived("text"), view.body_html or ""]
-        return any(r.search(s) for r in self._regexes[leaf.path] for s in sources if s)
+        text = view.derived("text")
+        return any(r.search(text) for r in self._regexes[leaf.path])
 
     def _attachment(self, leaf: Leaf, view: MessageView) -> bool | None:
         if view.attachments is None:

@@ -31,6 +31,8 @@ from mailtrawl.core.scan import ListingParts
 from mailtrawl.providers.base import Capabilities
 
 MAX_SERVER_ADDRESSES = 15
+# Listed for every message: what a result shows (and the header filters read).
+RESULT_FIELDS = ("subject", "from", "to", "received", "has_attachments", "internet_message_id")
 _PLAIN_WORDS = re.compile(r"^[^\W_]+(?: [^\W_]+){0,7}$")
 # Rough sizes for the estimate: a typical mailbox and the share of mail with attachments.
 _ASSUMED_MESSAGES = 2_000
@@ -47,6 +49,8 @@ class Plan:
     pushed: dict[str, str]
     fetch_attachment_content: bool
     page_size: int
+    # Message fields to list (neutral names): what results show, plus what filters read.
+    select: tuple[str, ...] = ()
 
     @property
     def narrow(self) -> bool:
@@ -174,12 +178,17 @@ def plan_hunt(hunt: Hunt, capabilities: Capabilities, *, page_size: int = 250) -
     if pushed and hunt.attached_emails and server.has_attachments is not True:
         server = replace(server, or_has_attachments=True)
     areas = hunt.areas()
+    fields = {leaf.field for leaf in leaves(hunt.match)}
     parts = ListingParts(
         headers=Area.RAW_HEADERS in areas,
         body=Area.BODY in areas,
         attachment_list=bool(areas & {Area.ATTACHMENT_LIST, Area.ATTACHMENT_CONTENT})
         or hunt.attached_emails,
+        # Keywords and regexes read the text Microsoft 365 renders from the body (no local
+        # HTML parsing for every listed message); links need the HTML itself.
+        body_format=None if fields & {"url", "url_domain"} else "text",
     )
+    select = RESULT_FIELDS + tuple(f for f in ("cc", "bcc", "reply_to") if f in fields)
     return Plan(
         hunt=hunt,
         server=server,
@@ -187,6 +196,7 @@ def plan_hunt(hunt: Hunt, capabilities: Capabilities, *, page_size: int = 250) -
         pushed=pushed,
         fetch_attachment_content=Area.ATTACHMENT_CONTENT in areas,
         page_size=page_size,
+        select=select,
     )
 
 

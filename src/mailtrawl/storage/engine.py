@@ -8,8 +8,10 @@ whatever driver the URL names.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +120,11 @@ def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
     starts writing (SQLite answers "database is locked" at once); taking the lock first
     makes it wait its turn (busy timeout) instead. PostgreSQL ignores the option.
     """
-    with sessions() as session:
+    bind = sessions.kw.get("bind")
+    # Writers of one process queue on a Python lock: SQLite's own busy handler sleeps in
+    # growing steps (up to 100 ms) and would leave the database idle between writers.
+    gate = _writer_lock(bind) if bind is not None and bind.dialect.name == "sqlite" else None
+    with gate or nullcontext(), sessions() as session:
         session.connection(execution_options={BEGIN_IMMEDIATE: True})
         try:
             yield session
@@ -126,6 +132,18 @@ def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+_WRITER_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.Lock:
+    with _WRITER_LOCKS_GUARD:
+        lock = _WRITER_LOCKS.get(engine)
+        if lock is None:
+            lock = _WRITER_LOCKS[engine] = threading.Lock()
+        return lock
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

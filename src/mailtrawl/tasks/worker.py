@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,9 +45,17 @@ def build_runner(
     engine_settings: EngineSettings | None = None,
     poll_interval: float = 1.0,
     lease_seconds: float = 60.0,
+    mailboxes_in_flight: int | None = None,
     factory: ProviderFactory | None = None,
 ) -> DatabaseJobRunner:
     """The default (database-backed, in-process) runner with every handler registered."""
+    if engine_settings is None and mailboxes_in_flight is not None:
+        defaults = EngineSettings()
+        engine_settings = replace(
+            defaults,
+            chunks_in_flight=max(1, mailboxes_in_flight // defaults.chunk_size),
+            chunk_size=min(defaults.chunk_size, mailboxes_in_flight),
+        )
     engine = InvestigationEngine(
         sessions, factory or provider_factory(sessions, box), engine_settings
     )

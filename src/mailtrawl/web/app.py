@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
             ctx.box,
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.job_lease_seconds,
+            mailboxes_in_flight=settings.scan_mailboxes_in_flight,
         )
 
     @asynccontextmanager
