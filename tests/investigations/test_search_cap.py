@@ -60,3 +60,46 @@ def test_mailboxes_beyond_the_search_cap_are_found_completely(
         assert fallback["bob@contoso.com"] is False
     finally:
         store.engine.dispose()
+
+
+def test_a_mailbox_the_app_cannot_read_fails_with_the_reason_and_the_rest_complete(
+    emulator: EmulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = EmailMessage()
+    message["From"] = "Payroll <payroll@bonus-portal.example>"
+    message["Subject"] = "Statement"
+    message.set_content("Your quarterly bonus statement is ready.")
+    emulator.deliver(message.as_bytes(), ["alice@contoso.com", "bob@contoso.com"])
+    # An application access policy keeps the app out of the Sales Team (bob).
+    emulator.control(
+        "PUT",
+        "/access-policies",
+        [{"appId": emulator.info["client_id"], "group": "Sales Team", "mode": "DenyAccess"}],
+    )
+    monkeypatch.setenv("MAILTRAWL_HOME", str(tmp_path / "home"))
+    settings = load_settings(
+        home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'mailtrawl.db'}"
+    )
+    app = {
+        "clientId": emulator.info["client_id"],
+        "secrets": [{"value": emulator.info["client_secret"]}],
+    }
+    store = make_store(settings, emulator, app)
+    try:
+        investigation_id = store.create({"match": {"from": "payroll@bonus-portal.example"}})
+        store.run_all()
+        view = store.view(investigation_id)
+        assert view.status == "completed"
+        assert view.progress.mailboxes_failed >= 1
+        assert {h.mailbox for h in store.hits(investigation_id)} == {"alice@contoso.com"}
+        with store.sessions() as session:
+            rows = dict(
+                session.execute(
+                    select(InvestigationMailbox.upn, InvestigationMailbox.reason).where(
+                        InvestigationMailbox.status == "failed"
+                    )
+                ).all()
+            )
+        assert rows["bob@contoso.com"].startswith("mailbox unavailable:")
+    finally:
+        store.engine.dispose()

@@ -84,16 +84,12 @@ ProviderFactory = Callable[[uuid.UUID], Provider]
 
 # Finished mailboxes are written together, at least this often (seconds).
 FINISH_INTERVAL = 0.5
-# Hits are most often in the inbox: ask for it alone first, the others only if needed.
-FIRST_FOLDER = ("inbox",)
-OTHER_FOLDERS = (
-    "junkemail",
-    "deleteditems",
-    "sentitems",
-    "drafts",
-    "archive",
-    "outbox",
-    "recoverableitemsdeletions",
+# Hits are most often in the inbox, then in Junk Email or Deleted Items: folder ids are
+# asked for in that order, each round only for the mailboxes whose hits are still unnamed.
+FOLDER_ROUNDS = (
+    ("inbox",),
+    ("junkemail", "deleteditems"),
+    ("sentitems", "drafts", "archive", "outbox", "recoverableitemsdeletions"),
 )
 
 
@@ -734,8 +730,9 @@ class _BatchScan:
         """Well-known names for the folders of hits listed from the whole mailbox.
 
         Names learnt before are reused; otherwise the inbox is asked for first (one
-        request per mailbox, shared envelopes), the other well-known folders only for
-        mailboxes with hits elsewhere. Naming is best effort: a failure leaves it empty.
+        request per mailbox, shared envelopes), then Junk Email and Deleted Items, then the
+        rest, each only for mailboxes with hits still unnamed. Best effort: a failure
+        leaves the name empty.
         """
         wanted = {s.ref.id: set(s.unnamed_folders) for s in states if s.unnamed_folders}
         if not wanted:
@@ -752,7 +749,7 @@ class _BatchScan:
             if folder_ids - set(mine):
                 missing[mailbox_id] = folder_ids - set(mine)
         learnt: dict[str, dict[str, str]] = {}
-        for round_names in (FIRST_FOLDER, OTHER_FOLDERS):
+        for round_names in FOLDER_ROUNDS:
             if not missing:
                 break
             try:

@@ -132,6 +132,8 @@ class Plan:
             "basis": basis,
             "batched": "first pages of up to 20 mailboxes share one $batch round trip",
             "directory_requests": "1 per 999 users in scope",
+            "folder_names": "the first time a mailbox has hits: 1 (inbox), 2 more (junk, "
+            "deleted) and 5 more only while a hit is still unnamed; remembered afterwards",
         }
 
 
@@ -207,13 +209,11 @@ def _push_filter(server: ServerQuery, leaf: Leaf, pushed: dict[str, str]) -> Ser
         if len(values) <= MAX_SERVER_ADDRESSES and not any(v.startswith("@") for v in values):
             pushed[leaf.path] = "exact"
             return replace(server, from_addresses=values)
-    elif leaf.field == "subject" and len(values) == 1:
-        if leaf.op == "contains" and server.subject_contains is None:
-            pushed[leaf.path] = "narrows"
-            return replace(server, subject_contains=values[0])
-        if leaf.op == "equals" and server.subject_equals is None:
-            pushed[leaf.path] = "narrows"
-            return replace(server, subject_equals=values[0])
+    elif leaf.field == "subject" and len(values) == 1 and server.subject_contains is None:
+        # `contains` for equality too: `subject eq` misses some messages on real Exchange
+        # (microsoftgraph/msgraph-sdk-dotnet#1963); the local check decides equality.
+        pushed[leaf.path] = "narrows"
+        return replace(server, subject_contains=values[0].strip())
     elif leaf.field == "internet_message_id" and len(values) == 1:
         if server.internet_message_id is None:
             pushed[leaf.path] = "exact"
