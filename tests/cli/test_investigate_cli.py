@@ -128,6 +128,22 @@ def test_hunt_file_explain_and_errors(configured: Path) -> None:
     assert "match.all[0].subjet" in out
     assert "did you mean 'subject'" in out
     assert "match.all[1].body_regex" in out
+    code, out = _run(
+        "investigate",
+        "--config",
+        "contoso",
+        "--from",
+        SENDER,
+        "--scope",
+        "groups:Sales Team",
+        "--json",
+    )
+    assert code == 0, out
+    document = json.loads(out[out.index("{") :])
+    assert [r["mailbox"] for r in document["results"]] == ["bob@contoso.com"]
+    assert (
+        _run("investigate", "--config", "contoso", "--from", SENDER, "--scope", "teams:x")[0] == 1
+    )
     code, out = _run("investigate", "--config", "nope", "--from", SENDER)
     assert code == 1
     assert "No mail configuration" in out

@@ -94,6 +94,17 @@ def _query_from_options(
     return query
 
 
+def _scope_option(text: str) -> dict[str, Any]:
+    """`all`, `users:a@x,b@x`, `groups:Finance Team`, `departments:Sales,Legal`."""
+    if text.strip().lower() == "all":
+        return {"kind": "all", "values": []}
+    kind, _, rest = text.partition(":")
+    values = [v.strip() for v in rest.split(",") if v.strip()]
+    if kind.strip().lower() not in ("users", "groups", "departments") or not values:
+        fail("--scope takes all, users:a@x,b@x, groups:NAME[,NAME] or departments:NAME[,NAME]")
+    return {"kind": kind.strip().lower(), "values": values}
+
+
 def _scope(users: list[str], groups: list[str], departments: list[str]) -> dict[str, Any] | None:
     chosen = [
         (k, v) for k, v in (("users", users), ("groups", groups), ("departments", departments)) if v
@@ -161,6 +172,9 @@ def investigate(
     user: list[str] = typer.Option([], "--user", help="Scope: a user (repeatable)."),
     group: list[str] = typer.Option([], "--group", help="Scope: a group, nested members included."),
     department: list[str] = typer.Option([], "--department", help="Scope: a department."),
+    scope_option: str | None = typer.Option(
+        None, "--scope", help="Scope: all, users:a@x,b@x, groups:NAME, departments:NAME."
+    ),
     explain: bool = typer.Option(
         False, "--explain", help="Show the plan and exit without running."
     ),
@@ -237,7 +251,12 @@ def investigate(
     chosen = config or hunt_config
     if not chosen:
         fail("give the mail configuration with --config (or `configuration:` in the hunt file)")
-    scope = _scope(user, group, department) or hunt_scope
+    scope = _scope(user, group, department)
+    if scope_option is not None:
+        if scope is not None:
+            fail("give the scope either with --scope or with --user/--group/--department")
+        scope = _scope_option(scope_option)
+    scope = scope or hunt_scope
     _run(
         config=chosen,
         name=name or hunt_name or _default_name(query),
