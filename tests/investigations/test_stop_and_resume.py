@@ -132,3 +132,53 @@ def test_stop_is_immediate(hunt_store: Store, hunt_emulator: EmulatorProcess) ->
     assert view.progress.mailboxes_done < view.progress.mailboxes_total
     rows = _mailbox_rows(hunt_store)
     assert MailboxStatus.SCANNING not in rows.values()
+
+
+def test_a_scan_job_that_gives_up_fails_its_mailboxes_and_the_investigation_ends(
+    hunt_store: Store,
+) -> None:
+    import asyncio
+
+    from mailtrawl.errors import ConfigError
+    from mailtrawl.investigations.engine import EngineSettings
+    from mailtrawl.tasks.worker import build_runner, provider_factory
+    from tests.investigations.conftest import FAST_RETRY
+
+    real = provider_factory(hunt_store.sessions, hunt_store.box, retry=FAST_RETRY)
+    calls = {"n": 0}
+
+    def flaky(configuration_id):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real(configuration_id)  # the plan job
+        if calls["n"] == 2:
+            raise ConfigError("The investigation's mail configuration was removed.")
+        raise RuntimeError("a bug in a scan job")
+
+    investigation_id = hunt_store.create({"match": {"subject": "anything"}})
+    runner = build_runner(
+        hunt_store.sessions,
+        hunt_store.box,
+        poll_interval=0.05,
+        engine_settings=EngineSettings(batch_size=30, job_attempts=1),
+        factory=flaky,
+    )
+
+    async def go() -> None:
+        try:
+            await runner.run_until_idle(30)
+        finally:
+            await runner.stop()
+
+    asyncio.run(go())
+    view = hunt_store.view(investigation_id)
+    assert view.status == "completed"
+    assert view.progress.mailboxes_failed == view.progress.mailboxes_total
+    with hunt_store.sessions() as session:
+        reasons = {
+            r.split(":")[0]
+            for (r,) in session.execute(
+                select(InvestigationMailbox.reason).where(InvestigationMailbox.status == "failed")
+            )
+        }
+    assert reasons == {"The investigation's mail configuration was removed.", "error"}

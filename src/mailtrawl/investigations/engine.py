@@ -72,7 +72,7 @@ from mailtrawl.providers.base import Provider
 from mailtrawl.storage.base import utcnow
 from mailtrawl.storage.engine import write_session
 from mailtrawl.tasks.models import Job, JobStatus
-from mailtrawl.tasks.queue import JobContext, JobHandler, enqueue
+from mailtrawl.tasks.queue import FailureHandler, JobContext, JobHandler, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class EngineSettings:
     chunks_in_flight: int = 10  # per scan job
     fetch_concurrency: int = 16  # attachment fetches in flight per scan job
     flush_hits: int = 500
+    job_attempts: int = 5  # tries of a scan job (a crash or a bug) before its mailboxes fail
     stop_poll_seconds: float = 0.5
 
 
@@ -163,6 +164,45 @@ class InvestigationEngine:
 
     def handlers(self) -> dict[str, JobHandler]:
         return {PLAN_JOB: self.plan_job, SCAN_JOB: self.scan_job}
+
+    def failure_handlers(self) -> dict[str, FailureHandler]:
+        return {PLAN_JOB: self.plan_failed, SCAN_JOB: self.scan_failed}
+
+    async def plan_failed(self, ctx: JobContext, error: str) -> None:
+        investigation_id = uuid.UUID(str(ctx.payload["investigation_id"]))
+        await asyncio.to_thread(self._fail, investigation_id, f"planning failed: {error}")
+
+    async def scan_failed(self, ctx: JobContext, error: str) -> None:
+        """A scan job gave up: its unread mailboxes fail with the reason; the rest goes on."""
+        investigation_id = uuid.UUID(str(ctx.payload["investigation_id"]))
+        await asyncio.to_thread(
+            self._fail_batch, investigation_id, int(ctx.payload["batch"]), f"error: {error}"
+        )
+        await asyncio.to_thread(self._finish_if_stopping, investigation_id)
+        await asyncio.to_thread(self._complete_if_finished, investigation_id, ctx.id)
+
+    def _fail_batch(self, investigation_id: uuid.UUID, batch: int, reason: str) -> None:
+        with write_session(self.session_factory) as session:
+            failed = session.execute(
+                update(InvestigationMailbox)
+                .where(
+                    InvestigationMailbox.investigation_id == investigation_id,
+                    InvestigationMailbox.batch == batch,
+                    InvestigationMailbox.status.in_(
+                        (MailboxStatus.PENDING.value, MailboxStatus.SCANNING.value)
+                    ),
+                )
+                .values(
+                    status=MailboxStatus.FAILED.value, reason=reason[:4000], finished_at=utcnow()
+                )
+            )
+            session.execute(
+                update(Investigation)
+                .where(Investigation.id == investigation_id)
+                .values(
+                    mailboxes_failed=Investigation.mailboxes_failed + int(failed.rowcount or 0)  # type: ignore[attr-defined]
+                )
+            )
 
     # Planning ---------------------------------------------------------------------------
 
@@ -244,6 +284,7 @@ class InvestigationEngine:
                     SCAN_JOB,
                     {"investigation_id": str(investigation_id), "batch": batch},
                     group_key=str(investigation_id),
+                    max_attempts=self.settings.job_attempts,
                 )
             record.mailboxes_total = len(resolution.mailboxes)
             record.mailboxes_skipped = len(rows) - len(resolution.mailboxes)
@@ -270,7 +311,12 @@ class InvestigationEngine:
         if states and record.configuration_id is not None:
             hunt = parse_query(record.query)
             compiled = CompiledHunt(hunt)
-            provider = self.provider_factory(record.configuration_id)
+            try:
+                provider = self.provider_factory(record.configuration_id)
+            except MailtrawlError as exc:  # the configuration is gone or unreadable
+                await asyncio.to_thread(self._fail_batch, investigation_id, batch, str(exc))
+                await asyncio.to_thread(self._complete_if_finished, investigation_id, ctx.id)
+                return
             async with provider:
                 plan = plan_hunt(hunt, provider.capabilities)
                 scan = _BatchScan(

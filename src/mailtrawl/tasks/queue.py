@@ -49,6 +49,8 @@ class JobContext:
 
 
 JobHandler = Callable[[JobContext], Awaitable[None]]
+# Called once a job has failed for good (its last attempt raised), with the error text.
+FailureHandler = Callable[[JobContext, str], Awaitable[None]]
 
 
 class JobRunner(Protocol):
@@ -105,9 +107,11 @@ class DatabaseJobRunner:
         poll_interval: float = 1.0,
         lease: timedelta = DEFAULT_LEASE,
         owner: str | None = None,
+        on_failure: Mapping[str, FailureHandler] | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.handlers = dict(handlers)
+        self.on_failure = dict(on_failure or {})
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.lease = lease
@@ -226,7 +230,13 @@ class DatabaseJobRunner:
             raise
         except Exception as exc:
             log.exception("job %s (%s) failed", job.id, job.kind)
-            await asyncio.to_thread(self._failed, job, exc)
+            error = await asyncio.to_thread(self._failed, job, exc)
+            hook = self.on_failure.get(job.kind)
+            if error is not None and hook is not None:
+                try:
+                    await hook(job, error)
+                except Exception:
+                    log.exception("the failure handler of job %s (%s) failed", job.id, job.kind)
         else:
             await asyncio.to_thread(self._finish, job.id, JobStatus.DONE, None)
         finally:
@@ -261,21 +271,25 @@ class DatabaseJobRunner:
                 )
             )
 
-    def _failed(self, job: JobContext, exc: BaseException) -> None:
+    def _failed(self, job: JobContext, exc: BaseException) -> str | None:
+        """Queue the job again, or mark it failed for good; the error text in the latter case."""
         error = f"{type(exc).__name__}: {exc}"[:4000]
+        given_up = None
         with write_session(self.session_factory) as session:
             record = session.get(Job, job.id)
             if record is None or record.lease_owner != self.owner:
-                return
+                return None
             if record.attempts >= record.max_attempts:
                 record.status = JobStatus.FAILED.value
                 record.finished_at = utcnow()
+                given_up = error
             else:
                 record.status = JobStatus.QUEUED.value
                 record.run_after = utcnow() + RETRY_DELAY * (2 ** (record.attempts - 1))
             record.last_error = error
             record.lease_owner = None
             record.lease_expires_at = None
+        return given_up
 
     def _release_leases(self) -> None:
         with write_session(self.session_factory) as session:

@@ -62,6 +62,7 @@ def build_runner(
     return DatabaseJobRunner(
         sessions,
         engine.handlers(),
+        on_failure=engine.failure_handlers(),
         concurrency=concurrency,
         poll_interval=poll_interval,
         lease=timedelta(seconds=lease_seconds),
