@@ -236,3 +236,10 @@ def test_same_results_with_injected_faults(
         assert found == expected
         throttled += view.progress.throttled
     assert throttled > 0  # the faults did happen, and were absorbed
+
+
+@pytest.mark.parametrize("kind", ["from", "attachment_hash", "combination"])
+def test_the_engine_gives_the_same_results_on_postgresql_and_sqlite(
+    any_store: Store, hunt_tenant: HuntTenant, kind: str
+) -> None:
+    _check(any_store, hunt_tenant, kind)
