@@ -693,7 +693,8 @@ class _BatchScan:
         try:
             await _gather_or_cancel([one(c) for c in chunks])
         finally:
-            await self._flush_finished()  # mailboxes finished before a stop or an error
+            # Mailboxes finished before a stop or an error, and the last requests' counts.
+            await self._flush_finished(final=True)
             await self._writes.put(None)
             await writer
 
@@ -759,10 +760,10 @@ class _BatchScan:
         ):
             await self._flush_finished()
 
-    async def _flush_finished(self) -> None:
+    async def _flush_finished(self, *, final: bool = False) -> None:
         """Write the mailboxes finished so far, together (one transaction)."""
         finished, self._finished = self._finished, []
-        if finished:
+        if finished or final:
             await self._write(
                 functools.partial(
                     self.engine.mailboxes_finished,
