@@ -54,5 +54,16 @@ def open_store() -> Iterator[Store]:
         engine.dispose()
 
 
+def cli_actor() -> str:
+    """The audit log's actor for commands: "cli" and the operating-system user."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (containers without a passwd entry)
+        user = "unknown"
+    return f"cli:{user}"
+
+
 def echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from mailtrawl.cli.common import echo_json, fail, open_store
+from mailtrawl.cli.common import cli_actor, echo_json, fail, open_store
 from mailtrawl.storage.engine import write_session
 
 investigations_app = typer.Typer(
@@ -330,6 +330,16 @@ def _run(
             except ConfigurationNotFound as exc:
                 fail(exc.message)
             investigation_id = record.id
+            from mailtrawl.audit.service import record as audit_record
+
+            audit_record(
+                session,
+                actor=cli_actor(),
+                operation="investigation.create",
+                entity_type="investigation",
+                entity_id=str(record.id),
+                after=service.to_view(record).model_dump(mode="json"),
+            )
         if background:
             typer.echo(str(investigation_id))
             return
@@ -584,7 +594,19 @@ def stop_cmd(investigation: str = typer.Argument(..., help="The investigation id
 
     with open_store() as store, write_session(store.sessions) as session:
         record = _get(session, investigation)
+        before = record.status
         record = service.stop_investigation(session, ref=record.id)
+        from mailtrawl.audit.service import record as audit_record
+
+        audit_record(
+            session,
+            actor=cli_actor(),
+            operation="investigation.stop",
+            entity_type="investigation",
+            entity_id=str(record.id),
+            before={"status": before},
+            after={"status": record.status},
+        )
         typer.echo(f"{record.id} {record.status}")
 
 

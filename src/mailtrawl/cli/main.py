@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mailtrawl import __version__
+from mailtrawl.cli.audit import audit_app
 from mailtrawl.cli.config import config_app
 from mailtrawl.cli.db import db_app
 from mailtrawl.cli.doctor import doctor_app
@@ -30,6 +31,7 @@ app.command("serve")(serve)
 app.command("investigate")(investigate)
 app.add_typer(investigations_app, name="investigations")
 app.command("worker")(worker)
+app.add_typer(audit_app, name="audit")
 
 
 def _version(value: bool) -> None:

@@ -8,7 +8,8 @@ from datetime import timedelta
 import typer
 
 from mailtrawl.accounts.models import Role
-from mailtrawl.cli.common import echo_json, fail, open_store
+from mailtrawl.cli.common import cli_actor, echo_json, fail, open_store
+from mailtrawl.storage.engine import write_session
 
 tokens_app = typer.Typer(help="API tokens for the REST API.", no_args_is_help=True)
 
@@ -25,7 +26,7 @@ def create(
     """Create a token and print it once; only its hash is kept."""
     from mailtrawl.accounts.service import create_token
 
-    with open_store() as store, store.sessions.begin() as session:
+    with open_store() as store, write_session(store.sessions) as session:
         issued = create_token(
             session,
             name=name,
@@ -39,6 +40,17 @@ def create(
             "token": issued.token,
             "expires_at": issued.record.expires_at,
         }
+        public = {k: v for k, v in info.items() if k != "token"}
+        from mailtrawl.audit.service import record as audit_record
+
+        audit_record(
+            session,
+            actor=cli_actor(),
+            operation="token.create",
+            entity_type="api_token",
+            entity_id=str(issued.record.id),
+            after={**public, "prefix": issued.record.prefix},
+        )
     if as_json:
         echo_json(info)
     else:
@@ -86,9 +98,19 @@ def revoke(
         parsed = uuid.UUID(token_id)
     except ValueError:
         fail(f"'{token_id}' is not a token id; `mailtrawl tokens list` shows them.")
-    with open_store() as store, store.sessions.begin() as session:
+    with open_store() as store, write_session(store.sessions) as session:
         try:
-            revoke_token(session, token_id=parsed)
+            record = revoke_token(session, token_id=parsed)
         except NotFound:
             fail(f"No API token with id {token_id}.")
+        from mailtrawl.audit.service import record as audit_record
+
+        audit_record(
+            session,
+            actor=cli_actor(),
+            operation="token.revoke",
+            entity_type="api_token",
+            entity_id=str(record.id),
+            after={"name": record.name, "revoked_at": record.revoked_at},
+        )
     typer.echo(f"Revoked {token_id}.")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from mailtrawl.accounts.models import Role
+from mailtrawl.audit import service as audit
 from mailtrawl.configurations.service import ConfigurationNotFound
 from mailtrawl.investigations import service
 from mailtrawl.investigations.query import QueryError, query_schema
@@ -24,7 +25,7 @@ from mailtrawl.investigations.schemas import (
     MailboxView,
     Page,
 )
-from mailtrawl.web.deps import AppContext, Caller, context, db_session, require
+from mailtrawl.web.deps import AppContext, Caller, audit_fields, context, db_session, require
 
 router = APIRouter(prefix="/investigations", tags=["investigations"])
 
@@ -95,6 +96,7 @@ def create(
     data: InvestigationCreate,
     db: Db,
     ctx: Ctx,
+    request: Request,
 ) -> InvestigationView:
     """Start an investigation; it runs in the background (poll GET /{id} for progress)."""
     try:
@@ -107,6 +109,14 @@ def create(
             [{"loc": ["body", "configuration"], "msg": exc.message, "type": "value_error"}],
         ) from None
     view = service.to_view(record)
+    audit.record(
+        db,
+        **audit_fields(request, who),
+        operation="investigation.create",
+        entity_type="investigation",
+        entity_id=str(record.id),
+        after=view.model_dump(mode="json"),
+    )
     db.commit()  # the worker must see the job before it is woken
     _wake(ctx)
     return view
@@ -197,12 +207,28 @@ def mailboxes(
         raise _not_found(exc) from None
 
 
-@router.post("/{investigation_id}/stop", dependencies=[require(Role.ANALYST)])
-def stop(investigation_id: str, db: Db) -> InvestigationView:
+@router.post("/{investigation_id}/stop")
+def stop(
+    who: Annotated[Caller, require(Role.ANALYST)],
+    investigation_id: str,
+    db: Db,
+    request: Request,
+) -> InvestigationView:
     try:
-        return service.to_view(service.stop_investigation(db, ref=investigation_id))
+        before = service.to_view(service.get_investigation(db, ref=investigation_id))
+        view = service.to_view(service.stop_investigation(db, ref=investigation_id))
     except service.InvestigationNotFound as exc:
         raise _not_found(exc) from None
+    audit.record(
+        db,
+        **audit_fields(request, who),
+        operation="investigation.stop",
+        entity_type="investigation",
+        entity_id=str(view.id),
+        before={"status": before.status},
+        after={"status": view.status},
+    )
+    return view
 
 
 @router.post("/{investigation_id}/duplicate", status_code=status.HTTP_202_ACCEPTED)
@@ -211,6 +237,7 @@ def duplicate(
     investigation_id: str,
     db: Db,
     ctx: Ctx,
+    request: Request,
     data: DuplicateRequest | None = None,
 ) -> InvestigationView:
     """Run the same query over the same scope again, as a new investigation."""
@@ -221,6 +248,14 @@ def duplicate(
     except service.InvestigationNotFound as exc:
         raise _not_found(exc) from None
     view = service.to_view(record)
+    audit.record(
+        db,
+        **audit_fields(request, who),
+        operation="investigation.duplicate",
+        entity_type="investigation",
+        entity_id=str(record.id),
+        after={**view.model_dump(mode="json"), "duplicated_from": investigation_id},
+    )
     db.commit()  # the worker must see the job before it is woken
     _wake(ctx)
     return view

@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
     With `worker`, the job runner (investigations, ...) runs inside the application while
     it is being served.
     """
+    from mailtrawl.audit.router import router as audit_router
     from mailtrawl.configurations.router import router as configurations_router
     from mailtrawl.investigations.router import router as investigations_router
     from mailtrawl.tasks.worker import build_runner
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
     api = APIRouter(prefix="/api/v1")
     api.include_router(configurations_router)
     api.include_router(investigations_router)
+    api.include_router(audit_router)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, str]:

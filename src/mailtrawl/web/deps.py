@@ -91,3 +91,13 @@ def require(role: Role) -> Any:
         return who
 
     return Depends(check)
+
+
+def audit_fields(request: Request, who: Caller) -> dict[str, Any]:
+    """Who and where, for `audit.service.record(session, **audit_fields(request, who), ...)`."""
+    return {
+        "actor": who.token_name,
+        "role": who.role.value,
+        "source_ip": request.client.host if request.client else None,
+        "user_agent": request.headers.get("user-agent"),
+    }
