@@ -23,10 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailtrawl.storage.base import Base, Timestamps, UTCDateTime, UUIDPrimaryKey
-
-
-def _one_of(column: str, values: type[enum.StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(m.value) for m in values)})"
+from mailtrawl.storage.models import one_of
 
 
 class InvestigationStatus(enum.StrEnum):
@@ -54,7 +51,7 @@ class MailboxStatus(enum.StrEnum):
 class Investigation(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "investigations"
     __table_args__ = (
-        CheckConstraint(_one_of("status", InvestigationStatus), name="status"),
+        CheckConstraint(one_of("status", InvestigationStatus), name="status"),
         Index("ix_investigations_created_at", "created_at"),
     )
 
@@ -91,7 +88,7 @@ class Investigation(UUIDPrimaryKey, Timestamps, Base):
 class InvestigationMailbox(UUIDPrimaryKey, Base):
     __tablename__ = "investigation_mailboxes"
     __table_args__ = (
-        CheckConstraint(_one_of("status", MailboxStatus), name="status"),
+        CheckConstraint(one_of("status", MailboxStatus), name="status"),
         UniqueConstraint("investigation_id", "mailbox_id", name="uq_investigation_mailbox"),
         Index("ix_investigation_mailboxes_batch", "investigation_id", "batch", "status"),
     )

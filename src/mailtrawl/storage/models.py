@@ -44,7 +44,8 @@ class ConfigurationStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-def _one_of(column: str, values: type[enum.StrEnum]) -> str:
+def one_of(column: str, values: type[enum.StrEnum]) -> str:
+    """A CHECK constraint's text: `column` holds one of an enum's values."""
     listed = ", ".join(f"'{member.value}'" for member in values)
     return f"{column} IN ({listed})"
 
@@ -54,8 +55,8 @@ class MailConfiguration(UUIDPrimaryKey, Timestamps, Base):
 
     __tablename__ = "mail_configurations"
     __table_args__ = (
-        CheckConstraint(_one_of("credential_kind", CredentialKind), name="credential_kind"),
-        CheckConstraint(_one_of("status", ConfigurationStatus), name="status"),
+        CheckConstraint(one_of("credential_kind", CredentialKind), name="credential_kind"),
+        CheckConstraint(one_of("status", ConfigurationStatus), name="status"),
     )
 
     name: Mapped[str] = mapped_column(String(200), unique=True)
