@@ -35,6 +35,13 @@ def _home_from(value: object) -> Path:
     return Path(str(value)).expanduser().absolute()
 
 
+ActionName = Literal["warn", "junk", "trash", "delete", "purge", "restore"]
+
+
+def _purge_only() -> list[ActionName]:
+    return ["purge"]
+
+
 class Settings(BaseSettings):
     """The effective settings of one mailtrawl process (server, worker or CLI)."""
 
@@ -68,6 +75,19 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
     # Mailboxes each investigation job lists at once: how hard it presses on the tenant.
     scan_mailboxes_in_flight: int = Field(default=200, ge=1, le=2000)
+    # Remediation. Actions over more messages than the threshold, and every action of the
+    # kinds listed, wait for a second administrator (four-eyes); 0 messages means always.
+    approval_required: bool = True
+    approval_threshold: int = Field(default=100, ge=0)
+    approval_always_for: list[ActionName] = Field(default_factory=_purge_only)
+    # How long the undo vault keeps deleted and purged messages before erasing them.
+    vault_retention_days: int = Field(default=30, ge=1, le=3650)
+    # The category `warn` puts on a suspicious message (created red in each mailbox).
+    warning_category: str = Field(default="Suspicious - mailtrawl", min_length=1, max_length=255)
+    # The notice `warn` may place in the inbox; placeholders are listed in docs/remediation.md.
+    warning_notice_subject: str | None = None
+    warning_notice_body: str | None = None
+    organisation_name: str = ""
 
     @field_validator("home", mode="before")
     @classmethod

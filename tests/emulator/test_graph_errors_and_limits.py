@@ -409,6 +409,27 @@ def test_injected_reset_drops_the_connection(
         assert fresh.get("users/alice@contoso.com/messages").status_code == 200
 
 
+def test_lost_answer_fault_carries_the_request_out_then_drops_the_connection(
+    emulator: EmulatorProcess, graph: httpx.Client
+) -> None:
+    inbox = graph.get("users/alice@contoso.com/mailFolders/inbox/messages").json()["value"]
+    message_id = inbox[0]["id"]
+    emulator.settings(faults={"rate_reset_after": 1.0})
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError)):
+        graph.post(
+            f"users/alice@contoso.com/messages/{message_id}/move",
+            json={"destinationId": "junkemail"},
+        )
+    assert emulator.stats()["injectedFaults"]["reset_after"] == 1
+    emulator.settings(faults={"rate_reset_after": 0.0})
+    # The move happened although its answer was lost.
+    folders = {
+        f["wellKnownName"]: [m["subject"] for m in f["messages"]]
+        for f in emulator.snapshot("alice@contoso.com")["folders"]
+    }
+    assert inbox[0]["subject"] in folders["junkemail"]
+
+
 def test_fault_rates_are_a_fraction(emulator: EmulatorProcess, graph: httpx.Client) -> None:
     emulator.settings(faults={"rate_503": 0.5, "seed": 7})
     statuses = [graph.get("users").status_code for _ in range(40)]

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
 
+from mailtrawl.audit import service as audit
 from mailtrawl.config import Settings, load_settings
 from mailtrawl.errors import DecryptionFailed, SecretsError
+from mailtrawl.remediation.models import VAULT_PURPOSE
 from mailtrawl.storage.migrate import upgrade_to_head
 from mailtrawl.storage.models import CREDENTIAL_PURPOSE, MailConfiguration
 from mailtrawl.storage.rotation import count_ciphertexts, encrypted_columns, rotate_keys
@@ -42,7 +45,37 @@ def _only(key: SecretKey) -> SecretBox:
 
 def test_the_credential_column_is_found() -> None:
     found = {(c.table.name, c.column.name, c.purpose) for c in encrypted_columns()}
-    assert found == {("mail_configurations", "credential_encrypted", CREDENTIAL_PURPOSE)}
+    assert found == {
+        ("mail_configurations", "credential_encrypted", CREDENTIAL_PURPOSE),
+        ("vault_entries", "mime", VAULT_PURPOSE),
+    }
+
+
+def test_rotation_is_audited_in_its_own_transaction(settings: Settings, engine: Engine) -> None:
+    upgrade_to_head(settings, engine=engine)
+    _store_all(engine, open_secret_box(settings))
+    result = rotate_keys(settings=settings, engine=engine, actor="cli:ops")
+    with Session(engine) as session:
+        [entry] = audit.list_entries(session, operation="keys.rotate").items
+        assert entry.actor == "cli:ops"
+        assert entry.after == {
+            "new_key_id": result.new_key_id,
+            "retired_key_ids": list(result.retired_key_ids),
+            "reencrypted": len(SECRETS),
+        }
+        assert audit.verify(session).ok
+    # A rotation that fails leaves no entry behind.
+    foreign = _only(SecretKey.generate()).encrypt("lost", purpose=CREDENTIAL_PURPOSE)
+    with engine.begin() as connection:
+        connection.execute(
+            update(MailConfiguration)
+            .where(MailConfiguration.name == "tailspin")
+            .values(credential_encrypted=foreign)
+        )
+    with pytest.raises(DecryptionFailed):
+        rotate_keys(settings=settings, engine=engine, actor="cli:ops")
+    with Session(engine) as session:
+        assert len(audit.list_entries(session, operation="keys.rotate").items) == 1
 
 
 def test_rotate_reencrypts_everything_and_retires_the_old_key(

@@ -410,16 +410,9 @@ def _result_json(hit: Any) -> dict[str, Any]:
 async def _run_foreground(store: Any, investigation_id: Any, *, quiet: bool) -> None:
     from mailtrawl.investigations import service
     from mailtrawl.investigations.models import FINISHED
-    from mailtrawl.tasks.worker import build_runner
+    from mailtrawl.tasks.worker import runner_for
 
-    runner = build_runner(
-        store.sessions,
-        store.box,
-        poll_interval=0.2,
-        concurrency=store.settings.worker_concurrency,
-        lease_seconds=store.settings.job_lease_seconds,
-        mailboxes_in_flight=store.settings.scan_mailboxes_in_flight,
-    )
+    runner = runner_for(store.settings, store.sessions, store.box, poll_interval=0.2)
     await runner.start()
     show = sys.stderr.isatty() and not quiet
     last_line = 0.0
@@ -616,16 +609,10 @@ def worker(
     ),
 ) -> None:
     """Run the job queue in the foreground (when `mailtrawl serve --no-worker` serves the API)."""
-    from mailtrawl.tasks.worker import build_runner
+    from mailtrawl.tasks.worker import runner_for
 
     async def forever() -> None:
-        runner = build_runner(
-            store.sessions,
-            store.box,
-            concurrency=concurrency or store.settings.worker_concurrency,
-            lease_seconds=store.settings.job_lease_seconds,
-            mailboxes_in_flight=store.settings.scan_mailboxes_in_flight,
-        )
+        runner = runner_for(store.settings, store.sessions, store.box, concurrency=concurrency)
         await runner.start()
         try:
             await asyncio.Event().wait()

@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from mailtrawl.cli.common import cli_actor
 from mailtrawl.config import load_settings
 from mailtrawl.errors import MailtrawlError, StorageError
 
@@ -44,7 +45,7 @@ def rotate(
                     f"The database is not at revision {head_revision()}; run "
                     "`mailtrawl db upgrade` first, then rotate the keys."
                 )
-            result = rotate_keys(settings=settings, engine=engine)
+            result = rotate_keys(settings=settings, engine=engine, actor=cli_actor())
         finally:
             engine.dispose()
     except MailtrawlError as error:

@@ -12,6 +12,7 @@ from mailtrawl.cli.doctor import doctor_app
 from mailtrawl.cli.emulator import emulator_app
 from mailtrawl.cli.investigate import investigate, investigations_app, worker
 from mailtrawl.cli.keys import keys_app
+from mailtrawl.cli.remediation import act, actions_app, approvals_app, restore, vault_app
 from mailtrawl.cli.serve import serve
 from mailtrawl.cli.tokens import tokens_app
 
@@ -31,6 +32,11 @@ app.command("serve")(serve)
 app.command("investigate")(investigate)
 app.add_typer(investigations_app, name="investigations")
 app.command("worker")(worker)
+app.command("act")(act)
+app.command("restore")(restore)
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(actions_app, name="actions")
+app.add_typer(vault_app, name="vault")
 app.add_typer(audit_app, name="audit")
 
 

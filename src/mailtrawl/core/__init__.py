@@ -5,7 +5,13 @@ Nothing here does I/O or knows a mail platform; providers translate to and from 
 
 from __future__ import annotations
 
-from mailtrawl.core.actions import Action, ActionKind, ActionResult
+from mailtrawl.core.actions import (
+    Action,
+    ActionKind,
+    ActionResult,
+    MessageLocation,
+    MessageSnapshot,
+)
 from mailtrawl.core.changes import ChangeBatch
 from mailtrawl.core.mail import (
     AttachmentContent,
@@ -44,9 +50,11 @@ __all__ = [
     "MailboxFailed",
     "MailboxRef",
     "MailboxScanned",
+    "MessageLocation",
     "MessageMeta",
     "MessageParts",
     "MessageRef",
+    "MessageSnapshot",
     "NewMessage",
     "ScanItem",
     "Scope",

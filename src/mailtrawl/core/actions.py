@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 from mailtrawl.core.mail import MessageRef
 
@@ -91,3 +92,30 @@ class ActionResult:
     after: MessageRef | None
     changed: bool = True
     categories: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSnapshot:
+    """What the undo vault keeps of a message before it is deleted or purged."""
+
+    ref: MessageRef  # where it was (folder id and, when known, well-known name)
+    mime: bytes  # the raw message as the platform serves it ($value)
+    received: datetime | None
+    categories: tuple[str, ...] = ()
+    is_read: bool | None = None
+    flag_status: str | None = None  # "notFlagged", "flagged" or "complete"
+    importance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLocation:
+    """Where a message is now, found again by its Internet message id.
+
+    `found` is the copy with the asked-for stable id (None when that copy is no longer in the
+    mailbox's folders); `others` are other copies with the same Internet message id.
+    """
+
+    ref: MessageRef
+    found: MessageRef | None
+    categories: tuple[str, ...] = ()
+    others: tuple[MessageRef, ...] = ()

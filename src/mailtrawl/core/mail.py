@@ -154,3 +154,7 @@ class NewMessage:
     categories: tuple[str, ...] = ()
     is_read: bool = False
     attachments: tuple[AttachmentContent, ...] = field(default=())
+    cc: tuple[EmailAddress, ...] = ()
+    reply_to: tuple[EmailAddress, ...] = ()
+    flag_status: str | None = None  # "notFlagged", "flagged" or "complete"; None: the default
+    importance: str | None = None  # "low", "normal" or "high"; None: the platform's default

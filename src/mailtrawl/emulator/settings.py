@@ -33,13 +33,18 @@ class Faults:
     rate_503: float = 0.0
     rate_504: float = 0.0
     rate_reset: float = 0.0
+    # The request is carried out, then the connection drops before the answer: the client
+    # cannot tell whether it happened (batch envelopes included).
+    rate_reset_after: float = 0.0
     # Retry-After sent with injected 429 and 503 answers.
     retry_after: float = 1.0
     seed: int | None = None
 
     @property
     def any_failure(self) -> bool:
-        return (self.rate_429 + self.rate_503 + self.rate_504 + self.rate_reset) > 0
+        return (
+            self.rate_429 + self.rate_503 + self.rate_504 + self.rate_reset + self.rate_reset_after
+        ) > 0
 
 
 @dataclass

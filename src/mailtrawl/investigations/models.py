@@ -143,6 +143,9 @@ class InvestigationHit(UUIDPrimaryKey, Base):
     matched: Mapped[list[str]] = mapped_column(default=list)
     via_attached_email: Mapped[bool] = mapped_column(Boolean, default=False)
     found_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The last remediation applied to this copy ("junk", "purge", ...); None when untouched
+    # or restored. `message_id` and the folder follow the message when an action moves it.
+    remediation: Mapped[str | None] = mapped_column(String(16))
 
 
 class KnownFolder(Base):

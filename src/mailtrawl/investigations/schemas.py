@@ -82,6 +82,8 @@ class HitView(BaseModel):
     attachment_names: str
     matched: list[str]
     via_attached_email: bool
+    # The last remediation applied to this copy ("junk", "purge", ...), None when untouched.
+    remediation: str | None = None
 
 
 class CampaignView(BaseModel):

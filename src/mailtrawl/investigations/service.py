@@ -288,6 +288,7 @@ def hit_view(hit: InvestigationHit) -> HitView:
         attachment_names=hit.attachment_names,
         matched=list(hit.matched or []),
         via_attached_email=hit.via_attached_email,
+        remediation=hit.remediation,
     )
 
 
@@ -389,6 +390,7 @@ EXPORT_FIELDS = (
     "attachment_names",
     "matched",
     "via_attached_email",
+    "remediation",
 )
 
 

@@ -19,15 +19,18 @@ from mailtrawl.core import (
     FetchedMessage,
     ListingParts,
     MailboxRef,
+    MessageLocation,
     MessageMeta,
     MessageParts,
     MessageRef,
+    MessageSnapshot,
     NewMessage,
     ScanItem,
     Scope,
     ScopeResolution,
     ServerQuery,
 )
+from mailtrawl.errors import ProviderError
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,31 @@ class Provider(Protocol):
 
     async def act(self, ref: MessageRef, action: Action) -> ActionResult:
         """Apply one action; repeating it after a lost answer is safe."""
+        ...
+
+    async def act_many(
+        self, refs: Sequence[MessageRef], action: Action
+    ) -> list[ActionResult | ProviderError]:
+        """Apply one action to many messages (any mailboxes), batched where the platform can.
+
+        Answers in the order of `refs`; a message that failed gets its typed error instead of
+        raising, so one bad message never hides the outcome of the others. Repeating it after
+        a lost answer is safe, as with `act`.
+        """
+        ...
+
+    async def snapshot_many(
+        self, refs: Sequence[MessageRef]
+    ) -> list[MessageSnapshot | ProviderError]:
+        """The raw MIME and the state (folder, categories, read, flag, importance, received
+        time) of each message, for the undo vault; in the order of `refs`."""
+        ...
+
+    async def locate_many(
+        self, refs: Sequence[MessageRef]
+    ) -> list[MessageLocation | ProviderError]:
+        """Find each message again by its Internet message id (verification after acting);
+        in the order of `refs`."""
         ...
 
     async def changes(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, and_, select, update
+from sqlalchemy.orm import Session
 
 from mailtrawl.config import Settings
 from mailtrawl.errors import SecretsError
@@ -110,12 +111,40 @@ def reencrypt_stale(connection: Connection, *, box: SecretBox) -> int:
     return changed
 
 
-def _reencrypt_pass(engine: Engine, box: SecretBox) -> int:
-    """One transaction that re-encrypts every stale value; all or nothing."""
+def _reencrypt_pass(engine: Engine, box: SecretBox, *, actor: str | None = None) -> int:
+    """One transaction that re-encrypts every stale value; all or nothing.
+
+    With `actor`, the rotation's audit entry is written in the same transaction.
+    """
     with engine.connect() as connection:
         connection = connection.execution_options(**{BEGIN_IMMEDIATE: True})
         with connection.begin():
-            return reencrypt_stale(connection, box=box)
+            changed = reencrypt_stale(connection, box=box)
+            if actor is not None:
+                _audit_rotation(connection, box, actor=actor, reencrypted=changed)
+            return changed
+
+
+def _audit_rotation(
+    connection: Connection, box: SecretBox, *, actor: str, reencrypted: int
+) -> None:
+    from mailtrawl.audit import service as audit
+
+    # The session joins the connection's transaction: the entry commits with the new keys.
+    with Session(bind=connection) as session:
+        audit.record(
+            session,
+            actor=actor,
+            operation="keys.rotate",
+            entity_type="secret_key",
+            entity_id=box.keyring.primary.key_id,
+            after={
+                "new_key_id": box.keyring.primary.key_id,
+                "retired_key_ids": list(box.keyring.key_ids[1:]),
+                "reencrypted": reencrypted,
+            },
+        )
+        session.flush()
 
 
 def _stale_count(engine: Engine, box: SecretBox) -> int:
@@ -138,7 +167,7 @@ def _until_none_stale(engine: Engine, box: SecretBox) -> int:
     )
 
 
-def rotate_keys(*, settings: Settings, engine: Engine) -> RotationResult:
+def rotate_keys(*, settings: Settings, engine: Engine, actor: str | None = None) -> RotationResult:
     """Re-encrypt every stored secret under a new key and retire the old ones.
 
     With the key file, the new key is generated and the file rewritten as described in the
@@ -147,12 +176,12 @@ def rotate_keys(*, settings: Settings, engine: Engine) -> RotationResult:
     """
     ring = load_keyring(settings, create=False)
     if ring.source == "environment":
-        return _rotate_environment(ring, engine)
+        return _rotate_environment(ring, engine, actor)
     assert ring.path is not None  # a file ring always has its path
-    return _rotate_file(ring, ring.path, engine)
+    return _rotate_file(ring, ring.path, engine, actor)
 
 
-def _rotate_environment(ring: KeyRing, engine: Engine) -> RotationResult:
+def _rotate_environment(ring: KeyRing, engine: Engine, actor: str | None) -> RotationResult:
     if len(ring.keys) < 2:
         raise SecretsError(
             "MAILTRAWL_SECRET_KEY holds one key, so there is nothing to rotate to: create a key "
@@ -160,7 +189,7 @@ def _rotate_environment(ring: KeyRing, engine: Engine) -> RotationResult:
             "`mailtrawl keys rotate`, then set it to 'NEW'."
         )
     box = SecretBox(ring)
-    changed = _reencrypt_pass(engine, box)
+    changed = _reencrypt_pass(engine, box, actor=actor)
     changed += _until_none_stale(engine, box)
     return RotationResult(
         reencrypted=changed,
@@ -170,13 +199,13 @@ def _rotate_environment(ring: KeyRing, engine: Engine) -> RotationResult:
     )
 
 
-def _rotate_file(ring: KeyRing, path: Path, engine: Engine) -> RotationResult:
+def _rotate_file(ring: KeyRing, path: Path, engine: Engine, actor: str | None) -> RotationResult:
     original = ring.keys
     new_key = SecretKey.generate()
     box = SecretBox(KeyRing(keys=(new_key, *original), source="file", path=path))
     write_key_file(path, box.keyring.keys)
     try:
-        changed = _reencrypt_pass(engine, box)
+        changed = _reencrypt_pass(engine, box, actor=actor)
     except BaseException:
         # The transaction rolled back, so nothing is sealed under the new key yet.
         write_key_file(path, original)

@@ -11,12 +11,14 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailtrawl.config import Settings
 from mailtrawl.configurations.connection import open_provider
 from mailtrawl.configurations.service import credential_of
 from mailtrawl.errors import ConfigError
 from mailtrawl.investigations.engine import EngineSettings, InvestigationEngine, ProviderFactory
 from mailtrawl.providers.base import Provider
 from mailtrawl.providers.retry import RetryPolicy
+from mailtrawl.remediation.engine import RemediationEngine, RemediationSettings
 from mailtrawl.storage.models import MailConfiguration
 from mailtrawl.storage.secrets import SecretBox
 from mailtrawl.tasks.queue import DatabaseJobRunner
@@ -47,6 +49,7 @@ def build_runner(
     lease_seconds: float = 60.0,
     mailboxes_in_flight: int | None = None,
     factory: ProviderFactory | None = None,
+    remediation_settings: RemediationSettings | None = None,
 ) -> DatabaseJobRunner:
     """The default (database-backed, in-process) runner with every handler registered."""
     if engine_settings is None and mailboxes_in_flight is not None:
@@ -56,14 +59,34 @@ def build_runner(
             chunks_in_flight=max(1, mailboxes_in_flight // defaults.chunk_size),
             chunk_size=min(defaults.chunk_size, mailboxes_in_flight),
         )
-    engine = InvestigationEngine(
-        sessions, factory or provider_factory(sessions, box), engine_settings
-    )
+    factory = factory or provider_factory(sessions, box)
+    engine = InvestigationEngine(sessions, factory, engine_settings)
+    remediation = RemediationEngine(sessions, factory, box, remediation_settings)
     return DatabaseJobRunner(
         sessions,
-        engine.handlers(),
-        on_failure=engine.failure_handlers(),
+        engine.handlers() | remediation.handlers(),
+        on_failure=engine.failure_handlers() | remediation.failure_handlers(),
         concurrency=concurrency,
         poll_interval=poll_interval,
         lease=timedelta(seconds=lease_seconds),
+    )
+
+
+def runner_for(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    *,
+    concurrency: int | None = None,
+    poll_interval: float = 1.0,
+) -> DatabaseJobRunner:
+    """The runner `mailtrawl serve`, `worker` and the CLI's foreground runs use."""
+    return build_runner(
+        sessions,
+        box,
+        concurrency=concurrency or settings.worker_concurrency,
+        poll_interval=poll_interval,
+        lease_seconds=settings.job_lease_seconds,
+        mailboxes_in_flight=settings.scan_mailboxes_in_flight,
+        remediation_settings=RemediationSettings.from_settings(settings),
     )

@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
     from mailtrawl.audit.router import router as audit_router
     from mailtrawl.configurations.router import router as configurations_router
     from mailtrawl.investigations.router import router as investigations_router
-    from mailtrawl.tasks.worker import build_runner
+    from mailtrawl.remediation.router import router as remediation_router
+    from mailtrawl.tasks.worker import runner_for
 
     settings = settings or load_settings()
     engine = make_engine(settings)
@@ -33,13 +34,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
         settings=settings, sessions=make_session_factory(engine), box=open_secret_box(settings)
     )
     if worker:
-        ctx.runner = build_runner(
-            ctx.sessions,
-            ctx.box,
-            concurrency=settings.worker_concurrency,
-            lease_seconds=settings.job_lease_seconds,
-            mailboxes_in_flight=settings.scan_mailboxes_in_flight,
-        )
+        ctx.runner = runner_for(settings, ctx.sessions, ctx.box)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +58,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
     api = APIRouter(prefix="/api/v1")
     api.include_router(configurations_router)
     api.include_router(investigations_router)
+    api.include_router(remediation_router)
     api.include_router(audit_router)
 
     @api.get("/health", tags=["health"])

@@ -379,7 +379,7 @@ async def _dispatch(request: GraphRequest, state: EmulatorState) -> GraphRespons
     if route.kind != "mail":
         # A batch envelope is not failed as a whole: its sub-requests draw faults one by one.
         await _inject(request, state, failures=route.kind != "batch")
-        return await _call(route, request, state)
+        return _drop_answer(request, state, await _call(route, request, state))
     request.mailbox_key = params["user"].lower()
     user = resolve_user_for_mail(request, state, params["user"])
     request.user = user
@@ -397,7 +397,7 @@ async def _dispatch(request: GraphRequest, state: EmulatorState) -> GraphRespons
         state.stats.peak_mailbox_in_flight = max(state.stats.peak_mailbox_in_flight, inflight)
         await _inject(request, state)
         request.mailbox = state.mailbox(user)
-        return await _call(route, request, state)
+        return _drop_answer(request, state, await _call(route, request, state))
     finally:
         state.throttle.release(request.app_id, user.id)
 
@@ -440,6 +440,17 @@ async def _inject(request: GraphRequest, state: EmulatorState, *, failures: bool
     if roll < edge and not request.in_batch:
         state.stats.injected_faults["reset"] += 1
         raise ConnectionReset
+
+
+def _drop_answer(
+    request: GraphRequest, state: EmulatorState, answer: GraphResponse
+) -> GraphResponse:
+    """By chance (`rate_reset_after`), lose the answer of a request that was carried out."""
+    rate = state.settings.faults.rate_reset_after
+    if rate and not request.in_batch and state.rng.random() < rate:
+        state.stats.injected_faults["reset_after"] += 1
+        raise ConnectionReset
+    return answer
 
 
 def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> GraphResponse:

@@ -735,6 +735,10 @@ def _extended_time(props: dict[str, str], tag: str) -> datetime | None:
         ) from None
 
 
+_FLAG_STATUSES = frozenset({"notFlagged", "flagged", "complete"})
+_IMPORTANCES = frozenset({"low", "normal", "high"})
+
+
 def _create_from_json(
     request: GraphRequest, box: Mailbox, folder: Folder, payload: dict[str, Any]
 ) -> Message:
@@ -764,6 +768,13 @@ def _create_from_json(
                 f"The internet message header name '{name}' should start with 'x-' or 'X-'.",
             )
         headers.append((name, str(header.get("value", ""))))
+    flag = payload.get("flag")
+    flag_status = flag.get("flagStatus", "notFlagged") if isinstance(flag, dict) else "notFlagged"
+    if flag is not None and (not isinstance(flag, dict) or flag_status not in _FLAG_STATUSES):
+        raise GraphError(400, "RequestBodyRead", "Invalid flagStatus.")
+    importance = payload.get("importance") or "normal"
+    if importance not in _IMPORTANCES:
+        raise GraphError(400, "RequestBodyRead", "Invalid importance.")
     now = utcnow()
     received = _extended_time(props, "0x0e06") or now
     sent = _extended_time(props, "0x0039") or (None if is_draft else received)
@@ -814,7 +825,8 @@ def _create_from_json(
         attachments=attachments,
         categories=[str(c) for c in payload.get("categories") or []],
         is_read=bool(payload.get("isRead", is_read)),
-        importance=str(payload.get("importance") or "normal"),
+        flag_status=str(flag_status),
+        importance=str(importance),
         is_draft=is_draft,
         conversation_id=conversation_id_for(str(payload.get("subject") or "")),
         created=now,

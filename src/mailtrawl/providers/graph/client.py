@@ -624,12 +624,19 @@ class GraphClient:
     # $batch ----------------------------------------------------------------------------
 
     async def batch(
-        self, requests: Sequence[BatchRequest], *, idempotent: bool | None = None
+        self,
+        requests: Sequence[BatchRequest],
+        *,
+        idempotent: bool | None = None,
+        item_errors: bool = False,
     ) -> list[BatchResponse]:
         """Send sub-requests in `$batch` calls of at most 20; answers in the same order.
 
         Sub-requests answered 429/503/504 are sent again (only them) after the longest
         Retry-After, under the retry policy; each answer carries its typed error if it failed.
+        When an envelope itself fails (retries exhausted, connection lost after sending), that
+        error is raised, or with `item_errors` becomes the error of each of its sub-requests,
+        so that the other envelopes' answers are kept.
         """
         if not requests:
             return []
@@ -644,7 +651,10 @@ class GraphClient:
         ]
         results: dict[int, BatchResponse] = {}
         await asyncio.gather(
-            *(self._batch_chunk(requests, chunk, results, repeatable) for chunk in chunks)
+            *(
+                self._batch_chunk(requests, chunk, results, repeatable, item_errors)
+                for chunk in chunks
+            )
         )
         return [results[i] for i in range(len(requests))]
 
@@ -654,11 +664,19 @@ class GraphClient:
         indexes: list[int],
         results: dict[int, BatchResponse],
         repeatable: bool,
+        item_errors: bool = False,
     ) -> None:
         state = self.policy.begin(self._rng)
         pending = indexes
         while pending:
-            answers = await self._send_batch(requests, pending, repeatable)
+            try:
+                answers = await self._send_batch(requests, pending, repeatable)
+            except ProviderError as exc:
+                if not item_errors:
+                    raise
+                for index in pending:
+                    results[index] = BatchResponse(requests[index], 0, {}, None, exc)
+                return
             again: list[int] = []
             longest: float | None = None
             kind = Failure.THROTTLED
@@ -666,9 +684,12 @@ class GraphClient:
                 req = requests[index]
                 sub = answers.get(index)
                 if sub is None:
-                    results[index] = BatchResponse(
-                        req, 0, {}, None, ProviderUnavailable("Graph left a batch item unanswered.")
+                    unanswered = (
+                        ProviderUnavailable("Graph left a batch item unanswered.")
+                        if repeatable
+                        else OutcomeUnknown("Graph left a change in a batch unanswered.")
                     )
+                    results[index] = BatchResponse(req, 0, {}, None, unanswered)
                     continue
                 status = int(sub.get("status") or 0)
                 headers = {str(k).lower(): str(v) for k, v in (sub.get("headers") or {}).items()}
@@ -685,11 +706,17 @@ class GraphClient:
                     if status != 429:
                         kind = Failure.UNAVAILABLE if status == 503 else Failure.GATEWAY_TIMEOUT
                     continue
-                error = (
-                    None
-                    if status < 400
-                    else error_for(status, body, role=req.role, mailbox=req.mailbox, what=req.what)
-                )
+                error: ProviderError | None = None
+                if status in _RETRYABLE_STATUS and not repeatable and status not in _NOT_APPLIED:
+                    # A gateway error does not say whether the change was applied.
+                    error = OutcomeUnknown(
+                        f"Microsoft Graph answered {status} to a change that cannot safely be "
+                        "repeated; check the item before trying again."
+                    )
+                elif status >= 400:
+                    error = error_for(
+                        status, body, role=req.role, mailbox=req.mailbox, what=req.what
+                    )
                 results[index] = BatchResponse(req, status, headers, body, error)
             if not again:
                 return

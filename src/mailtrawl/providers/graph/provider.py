@@ -8,10 +8,18 @@ import random
 import re
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -29,9 +37,11 @@ from mailtrawl.core import (
     MailboxFailed,
     MailboxRef,
     MailboxScanned,
+    MessageLocation,
     MessageMeta,
     MessageParts,
     MessageRef,
+    MessageSnapshot,
     NewMessage,
     ScanItem,
     Scope,
@@ -59,6 +69,7 @@ from mailtrawl.providers.graph.client import (
     BatchRequest,
     BatchResponse,
     GraphClient,
+    graph_error_parts,
     segment,
 )
 from mailtrawl.providers.graph.query import (
@@ -143,6 +154,18 @@ NAMED_FOLDERS = (
     "outbox",
     "recoverableitemsdeletions",
 )
+# Acting on, snapshotting and finding many messages again (`act_many`, `snapshot_many`,
+# `locate_many`): what is read of each message, and how many Internet message ids one
+# `$filter` ORs together (each sub-request then answers for up to that many messages).
+CATEGORY_SELECT = "id,categories,parentFolderId"
+SNAPSHOT_SELECT = (
+    "id,parentFolderId,categories,isRead,flag,importance,receivedDateTime,internetMessageId"
+)
+LOCATE_SELECT = "id,parentFolderId,categories,internetMessageId"
+LOCATE_GROUP = 10
+LOCATE_PAGE_SIZE = 100
+_CATEGORY_KINDS = frozenset({ActionKind.WARN, ActionKind.UNWARN, ActionKind.SET_CATEGORIES})
+_K = TypeVar("_K", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -945,10 +968,7 @@ class GraphProvider:
             return ActionResult(action, ref, self._deleted_ref(ref), changed=not reply.assumed)
         if kind is ActionKind.PURGE:
             if not self.capabilities.purge:
-                raise RequestRejected(
-                    "Permanent delete is only available in Microsoft's global cloud; use delete.",
-                    code="NotSupportedInCloud",
-                )
+                raise _purge_unsupported()
             reply = await self.client.request(
                 "POST",
                 f"{path}/permanentDelete",
@@ -958,20 +978,9 @@ class GraphProvider:
             )
             return ActionResult(action, ref, None, changed=not reply.assumed)
         # Categories: read the current ones, then write the new list.
-        current = await self.client.get(
-            path, params={"$select": "id,categories,parentFolderId"}, **common
-        )
+        current = await self.client.get(path, params={"$select": CATEGORY_SELECT}, **common)
         categories = [str(c) for c in current.get("categories") or ()]
-        if kind is ActionKind.WARN:
-            assert action.category is not None
-            wanted = (
-                categories if _has(categories, action.category) else [*categories, action.category]
-            )
-        elif kind is ActionKind.UNWARN:
-            assert action.category is not None
-            wanted = [c for c in categories if c.casefold() != action.category.casefold()]
-        else:
-            wanted = list(dict.fromkeys(action.categories))
+        wanted = _wanted_categories(categories, action)
         after = message_ref(
             ref.mailbox, {**current, "internetMessageId": ref.internet_message_id}, ref.folder_name
         )
@@ -990,6 +999,350 @@ class GraphProvider:
             folder_name="recoverableitemsdeletions",
             internet_message_id=ref.internet_message_id,
         )
+
+    # Acting on many messages ---------------------------------------------------------------
+
+    async def _batch_by_mailbox(
+        self, requests: Mapping[_K, BatchRequest], *, idempotent: bool | None = None
+    ) -> dict[_K, BatchResponse]:
+        """Answers to `requests` through `$batch`, sub-requests of one mailbox side by side.
+
+        Outlook runs at most four sub-requests of a mailbox at once, so envelopes that touch
+        few mailboxes go faster; an envelope that fails gives its error to each of its items.
+        """
+        keys = sorted(requests, key=lambda k: (requests[k].mailbox or "").lower())
+        answers = await self.client.batch(
+            [requests[k] for k in keys], idempotent=idempotent, item_errors=True
+        )
+        return dict(zip(keys, answers, strict=True))
+
+    @staticmethod
+    def _message_request(
+        method: str,
+        ref: MessageRef,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> BatchRequest:
+        return BatchRequest(
+            method,
+            path,
+            params,
+            body,
+            headers={"Prefer": IMMUTABLE_IDS},
+            mailbox=ref.mailbox.id,
+            role=MAIL_ROLE,
+            what="The message",
+        )
+
+    async def act_many(
+        self, refs: Sequence[MessageRef], action: Action
+    ) -> list[ActionResult | ProviderError]:
+        """`act` for many messages through `$batch`: one sub-request per message (two rounds,
+        a read then a write where needed, for categories); errors come back per message."""
+        if action.kind in _CATEGORY_KINDS:
+            return await self._categorize_many(refs, action)
+        out: dict[int, ActionResult | ProviderError] = {}
+        requests: dict[int, BatchRequest] = {}
+        for index, ref in enumerate(refs):
+            try:
+                requests[index] = self._action_request(ref, action)
+            except ProviderError as exc:  # outside the authorized domains, or no purge here
+                out[index] = exc
+        # Changes are not repeated blindly: a lost answer is an OutcomeUnknown for the caller
+        # to check (or simply act again: every action here is safe to repeat).
+        answers = await self._batch_by_mailbox(requests, idempotent=False)
+        for index, answer in answers.items():
+            out[index] = self._action_outcome(refs[index], action, answer)
+        return [out[index] for index in range(len(refs))]
+
+    def _action_request(self, ref: MessageRef, action: Action) -> BatchRequest:
+        path = self._message_path(ref)
+        kind = action.kind
+        if kind in (ActionKind.MOVE, ActionKind.RESTORE):
+            assert action.folder is not None
+            return self._message_request(
+                "POST", ref, f"{path}/move", body={"destinationId": action.folder}
+            )
+        if kind is ActionKind.DELETE:
+            return self._message_request("DELETE", ref, path)
+        if kind is ActionKind.PURGE:
+            if not self.capabilities.purge:
+                raise _purge_unsupported()
+            return self._message_request("POST", ref, f"{path}/permanentDelete")
+        raise ValueError(f"no single-request form for a {kind} action")
+
+    def _action_outcome(
+        self, ref: MessageRef, action: Action, answer: BatchResponse
+    ) -> ActionResult | ProviderError:
+        kind = action.kind
+        error = answer.error
+        if kind in (ActionKind.MOVE, ActionKind.RESTORE):
+            if error is not None:
+                return error
+            after = message_ref(ref.mailbox, answer.json(), _known_folder(action.folder))
+            changed = ref.folder_id is None or ref.folder_id != after.folder_id
+            return ActionResult(action, ref, after, changed=changed)
+        code = _error_code(answer)
+        if kind is ActionKind.DELETE:
+            # Gone already, or already in Recoverable Items: the soft delete happened before.
+            done_before = (answer.status, code) in (
+                (404, "ErrorItemNotFound"),
+                (400, "ErrorCannotDeleteObject"),
+            )
+            if error is not None and not done_before:
+                return error
+            return ActionResult(action, ref, self._deleted_ref(ref), changed=error is None)
+        if error is not None and (answer.status, code) != (404, "ErrorItemNotFound"):
+            return error
+        return ActionResult(action, ref, None, changed=error is None)  # purged
+
+    async def _categorize_many(
+        self, refs: Sequence[MessageRef], action: Action
+    ) -> list[ActionResult | ProviderError]:
+        """Read every message's categories in one round, then write only those that change."""
+        out: dict[int, ActionResult | ProviderError] = {}
+        reads: dict[int, BatchRequest] = {}
+        for index, ref in enumerate(refs):
+            try:
+                path = self._message_path(ref)
+            except ProviderError as exc:
+                out[index] = exc
+                continue
+            reads[index] = self._message_request("GET", ref, path, {"$select": CATEGORY_SELECT})
+        writes: dict[int, BatchRequest] = {}
+        planned: dict[int, tuple[MessageRef, tuple[str, ...]]] = {}
+        for index, answer in (await self._batch_by_mailbox(reads)).items():
+            if answer.error is not None:
+                out[index] = answer.error
+                continue
+            ref, current = refs[index], answer.json()
+            categories = list(_categories_of(current))
+            wanted = _wanted_categories(categories, action)
+            after = message_ref(
+                ref.mailbox,
+                {**current, "internetMessageId": ref.internet_message_id},
+                ref.folder_name,
+            )
+            if wanted == categories:
+                out[index] = ActionResult(
+                    action, ref, after, changed=False, categories=tuple(categories)
+                )
+                continue
+            planned[index] = (after, tuple(wanted))
+            writes[index] = replace(
+                reads[index], method="PATCH", params=None, body={"categories": wanted}
+            )
+        for index, answer in (await self._batch_by_mailbox(writes, idempotent=False)).items():
+            after, wanted_now = planned[index]
+            out[index] = answer.error or ActionResult(
+                action, refs[index], after, changed=True, categories=wanted_now
+            )
+        return [out[index] for index in range(len(refs))]
+
+    # Snapshots and finding messages again --------------------------------------------------
+
+    async def snapshot_many(
+        self, refs: Sequence[MessageRef]
+    ) -> list[MessageSnapshot | ProviderError]:
+        """The state and raw MIME of each message: two `$batch` sub-requests per message."""
+        out: dict[int, MessageSnapshot | ProviderError] = {}
+        requests: dict[tuple[int, bool], BatchRequest] = {}
+        for index, ref in enumerate(refs):
+            try:
+                path = self._message_path(ref)
+            except ProviderError as exc:
+                out[index] = exc
+                continue
+            requests[index, False] = self._message_request(
+                "GET", ref, path, {"$select": SNAPSHOT_SELECT}
+            )
+            requests[index, True] = self._message_request("GET", ref, f"{path}/$value")
+        answers = await self._batch_by_mailbox(requests)
+        for index, ref in enumerate(refs):
+            if index in out:
+                continue
+            meta, mime = answers[index, False], answers[index, True]
+            error = meta.error or mime.error
+            if error is not None:
+                out[index] = error
+                continue
+            item = meta.json()
+            flag = item.get("flag")
+            out[index] = MessageSnapshot(
+                ref=_seen_in(ref, item),
+                mime=mime.content(),
+                received=_datetime(item.get("receivedDateTime")),
+                categories=_categories_of(item),
+                is_read=item.get("isRead"),
+                flag_status=flag.get("flagStatus") if isinstance(flag, dict) else None,
+                importance=item.get("importance"),
+            )
+        return [out[index] for index in range(len(refs))]
+
+    async def locate_many(
+        self, refs: Sequence[MessageRef]
+    ) -> list[MessageLocation | ProviderError]:
+        """Find each message again by Internet message id, in its mailbox's folders.
+
+        Ids of one mailbox are ORed into one `$filter` (up to `LOCATE_GROUP` per sub-request;
+        one each if Graph refuses the OR). `/users/{id}/messages` leaves out Recoverable
+        Items, so a deleted or purged message is `found=None`. A ref without an Internet
+        message id is read by id instead, next to its mailbox's Recoverable Items folder id.
+        """
+        out: dict[int, MessageLocation | ProviderError] = {}
+        by_imid: dict[str, list[int]] = {}  # mailbox id → refs to find by Internet message id
+        by_id: dict[str, list[int]] = {}  # mailbox id → refs without an Internet message id
+        users: dict[str, str] = {}  # mailbox id → URL segment
+        for index, ref in enumerate(refs):
+            try:
+                users[ref.mailbox.id] = self._authorize(ref.mailbox)
+            except ProviderError as exc:
+                out[index] = exc
+                continue
+            target = by_imid if ref.internet_message_id else by_id
+            target.setdefault(ref.mailbox.id, []).append(index)
+
+        groups: list[tuple[str, list[str]]] = []  # (mailbox id, Internet message ids)
+        for mailbox_id, indexes in by_imid.items():
+            wanted = list(
+                dict.fromkeys(str(refs[i].internet_message_id).casefold() for i in indexes)
+            )
+            originals = {str(refs[i].internet_message_id).casefold(): i for i in indexes}
+            ids = [str(refs[originals[w]].internet_message_id) for w in wanted]
+            groups.extend(
+                (mailbox_id, ids[start : start + LOCATE_GROUP])
+                for start in range(0, len(ids), LOCATE_GROUP)
+            )
+        requests: dict[tuple[str, int], BatchRequest] = {}
+        for n, (mailbox_id, ids) in enumerate(groups):
+            requests["filter", n] = self._locate_request(users[mailbox_id], mailbox_id, ids)
+        id_mailboxes = list(by_id)
+        for n, (mailbox_id, indexes) in enumerate(by_id.items()):
+            # Reading by id also reaches Recoverable Items: its folder id tells deleted ones.
+            requests["dumpster", n] = BatchRequest(
+                "GET",
+                f"users/{users[mailbox_id]}/mailFolders/recoverableitemsdeletions",
+                {"$select": "id"},
+                mailbox=mailbox_id,
+                role=MAIL_ROLE,
+            )
+            for index in indexes:
+                ref = refs[index]
+                requests["message", index] = self._message_request(
+                    "GET", ref, self._message_path(ref), {"$select": LOCATE_SELECT}
+                )
+        answers = await self._batch_by_mailbox(requests)
+
+        # Copies per (mailbox id, casefolded Internet message id), or the error for them.
+        copies: dict[tuple[str, str], list[JSON] | ProviderError] = {}
+        refused: list[tuple[str, list[str]]] = []
+        for n, (mailbox_id, ids) in enumerate(groups):
+            answer = answers["filter", n]
+            if isinstance(answer.error, RequestRejected) and len(ids) > 1:
+                refused.extend((mailbox_id, [one]) for one in ids)  # again, one id each
+                continue
+            await self._collect_copies(mailbox_id, ids, answer, copies)
+        if refused:
+            again = await self._batch_by_mailbox(
+                {
+                    n: self._locate_request(users[mailbox_id], mailbox_id, ids)
+                    for n, (mailbox_id, ids) in enumerate(refused)
+                }
+            )
+            for n, (mailbox_id, ids) in enumerate(refused):
+                await self._collect_copies(mailbox_id, ids, again[n], copies)
+
+        for indexes in by_imid.values():
+            for index in indexes:
+                ref = refs[index]
+                key = (ref.mailbox.id, str(ref.internet_message_id).casefold())
+                found_items = copies.get(key, [])
+                if isinstance(found_items, ProviderError):
+                    out[index] = found_items
+                    continue
+                out[index] = self._location(ref, found_items)
+
+        for n, mailbox_id in enumerate(id_mailboxes):
+            dumpster = answers["dumpster", n]
+            deleted = dumpster.json().get("id") if dumpster.error is None else None
+            for index in by_id[mailbox_id]:
+                ref, answer = refs[index], answers["message", index]
+                if answer.error is not None:
+                    missing = (answer.status, _error_code(answer)) == (404, "ErrorItemNotFound")
+                    out[index] = MessageLocation(ref, None) if missing else answer.error
+                    continue
+                item = answer.json()
+                if deleted is not None and item.get("parentFolderId") == deleted:
+                    out[index] = MessageLocation(ref, None)
+                else:
+                    out[index] = self._location(ref, [item])
+        return [out[index] for index in range(len(refs))]
+
+    @staticmethod
+    def _locate_request(user: str, mailbox_id: str, internet_ids: list[str]) -> BatchRequest:
+        clause = " or ".join(f"internetMessageId eq {odata_string(i)}" for i in internet_ids)
+        return BatchRequest(
+            "GET",
+            f"users/{user}/messages",
+            {"$filter": clause, "$select": LOCATE_SELECT, "$top": str(LOCATE_PAGE_SIZE)},
+            headers={"Prefer": IMMUTABLE_IDS},
+            mailbox=mailbox_id,
+            role=MAIL_ROLE,
+        )
+
+    async def _collect_copies(
+        self,
+        mailbox_id: str,
+        internet_ids: list[str],
+        answer: BatchResponse,
+        copies: dict[tuple[str, str], list[JSON] | ProviderError],
+    ) -> None:
+        """Sort one `$filter` answer's messages by Internet message id (more pages read)."""
+        keys = [(mailbox_id, i.casefold()) for i in internet_ids]
+        if answer.error is not None:
+            for key in keys:
+                copies[key] = answer.error
+            return
+        for key in keys:
+            copies[key] = []
+        page = answer.json()
+        items = [i for i in page.get("value") or () if isinstance(i, dict)]
+        next_link = page.get("@odata.nextLink")
+        if next_link:
+            try:
+                async for item in self.client.paginate(
+                    str(next_link),
+                    headers={"Prefer": IMMUTABLE_IDS},
+                    mailbox=mailbox_id,
+                    role=MAIL_ROLE,
+                ):
+                    items.append(item)
+            except ProviderError as exc:
+                for key in keys:
+                    copies[key] = exc
+                return
+        for item in items:
+            found = copies.get((mailbox_id, str(item.get("internetMessageId") or "").casefold()))
+            if isinstance(found, list):
+                found.append(item)
+
+    @staticmethod
+    def _location(ref: MessageRef, items: list[JSON]) -> MessageLocation:
+        found: MessageRef | None = None
+        categories: tuple[str, ...] = ()
+        others: list[MessageRef] = []
+        for item in items:
+            if found is None and str(item.get("id")) == ref.stable_id:
+                found, categories = _seen_in(ref, item), _categories_of(item)
+            else:
+                others.append(
+                    _seen_in(
+                        replace(ref, message_id=str(item["id"]), immutable_id=str(item["id"])),
+                        item,
+                    )
+                )
+        return MessageLocation(ref, found, categories, tuple(others))
 
     # Changes -----------------------------------------------------------------------------
 
@@ -1095,6 +1448,14 @@ class GraphProvider:
             payload["sender"] = _recipient(message.from_)
         if message.to:
             payload["toRecipients"] = [_recipient(a) for a in message.to]
+        if message.cc:
+            payload["ccRecipients"] = [_recipient(a) for a in message.cc]
+        if message.reply_to:
+            payload["replyTo"] = [_recipient(a) for a in message.reply_to]
+        if message.flag_status is not None:
+            payload["flag"] = {"flagStatus": message.flag_status}
+        if message.importance is not None:
+            payload["importance"] = message.importance
         if message.categories:
             payload["categories"] = list(message.categories)
         if message.headers:
@@ -1165,6 +1526,52 @@ class GraphProvider:
 
 def _has(categories: list[str], name: str) -> bool:
     return any(c.casefold() == name.casefold() for c in categories)
+
+
+def _wanted_categories(categories: list[str], action: Action) -> list[str]:
+    """The category list a WARN, UNWARN or SET_CATEGORIES action leaves on a message."""
+    if action.kind is ActionKind.WARN:
+        assert action.category is not None
+        if _has(categories, action.category):
+            return categories
+        return [*categories, action.category]
+    if action.kind is ActionKind.UNWARN:
+        assert action.category is not None
+        return [c for c in categories if c.casefold() != action.category.casefold()]
+    return list(dict.fromkeys(action.categories))
+
+
+def _categories_of(item: JSON) -> tuple[str, ...]:
+    raw = item.get("categories")
+    return tuple(str(c) for c in raw) if isinstance(raw, list) else ()
+
+
+def _error_code(answer: BatchResponse) -> str:
+    return graph_error_parts(answer.body)[0]
+
+
+def _purge_unsupported() -> RequestRejected:
+    return RequestRejected(
+        "Permanent delete is only available in Microsoft's global cloud; use delete.",
+        code="NotSupportedInCloud",
+    )
+
+
+def _seen_in(ref: MessageRef, item: JSON) -> MessageRef:
+    """`ref` where `item` (a Graph message) says it is now.
+
+    The well-known folder name is kept only while the message is still in the ref's folder.
+    """
+    folder_id = item.get("parentFolderId") or None
+    same_folder = folder_id is not None and folder_id == ref.folder_id
+    return MessageRef(
+        mailbox=ref.mailbox,
+        message_id=str(item.get("id") or ref.message_id),
+        immutable_id=str(item.get("id") or ref.stable_id),
+        folder_id=folder_id,
+        folder_name=_known_folder(ref.folder_name) if same_folder else None,
+        internet_message_id=item.get("internetMessageId") or ref.internet_message_id,
+    )
 
 
 def _iso(value: datetime) -> str:

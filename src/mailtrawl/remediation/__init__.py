@@ -1,0 +1,1 @@
+"""Remediation: plan, approve, execute and verify actions on messages, and undo them."""
