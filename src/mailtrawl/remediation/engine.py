@@ -176,12 +176,6 @@ def open_mime(box: SecretBox, sealed: bytes) -> bytes:
     return zlib.decompress(box.decrypt(sealed, purpose=VAULT_PURPOSE))
 
 
-def notice_message_id(action_id: uuid.UUID, mailbox_id: str) -> str:
-    """The Internet message id of an action's notice in a mailbox: found again after a crash."""
-    digest = hashlib.sha256(f"{action_id}:{mailbox_id}".encode()).hexdigest()[:24]
-    return f"<notice.{digest}@mailtrawl.invalid>"
-
-
 class RemediationEngine:
     """The job handlers of remediation; the same code runs under every queue backend."""
 
@@ -202,6 +196,14 @@ class RemediationEngine:
 
     def failure_handlers(self) -> dict[str, FailureHandler]:
         return {EXECUTE_JOB: self.execute_failed}
+
+    def sweep_vault(self) -> int:
+        """Erase vault entries past their retention (the runner calls this every hour)."""
+        with write_session(self.session_factory) as session:
+            erased = erase_expired(session)
+        if erased:
+            log.info("erased %d messages from the undo vault after their retention", erased)
+        return erased
 
     # The job ---------------------------------------------------------------------------
 
@@ -730,7 +732,13 @@ class _BatchRun:
             await self._notify([i for i in ready if i.outcome == ItemState.APPLIED])
 
     async def _notify(self, items: list[_Item]) -> None:
-        from mailtrawl.remediation.notice import NoticeItem, render_notice
+        from mailtrawl.remediation.notice import (
+            DEFAULT_NOTICE_BODY,
+            DEFAULT_NOTICE_SUBJECT,
+            NoticeItem,
+            notice_message_id,
+            render_notice,
+        )
 
         notice = self.action.options.get("notice") or {}
         by_mailbox: dict[str, list[_Item]] = defaultdict(list)
@@ -740,7 +748,7 @@ class _BatchRun:
 
         async def place(group: list[_Item]) -> None:
             mailbox = group[0].mailbox
-            internet_id = notice_message_id(self.action.id, mailbox.id)
+            internet_id = notice_message_id(f"{self.action.id}:{mailbox.id}")
             async with slots:
                 try:
                     existing = await self._find_copy(mailbox, internet_id, None)
@@ -756,8 +764,8 @@ class _BatchRun:
                                 )
                                 for i in group
                             ],
-                            subject_template=str(notice.get("subject") or ""),
-                            body_template=str(notice.get("body") or ""),
+                            subject_template=str(notice.get("subject") or DEFAULT_NOTICE_SUBJECT),
+                            body_template=str(notice.get("body") or DEFAULT_NOTICE_BODY),
                             organisation=str(self.action.options.get("organisation") or ""),
                             internet_message_id=internet_id,
                         )
@@ -983,7 +991,6 @@ __all__ = [
     "EXECUTE_JOB",
     "RemediationEngine",
     "RemediationSettings",
-    "notice_message_id",
     "open_mime",
     "seal_mime",
 ]

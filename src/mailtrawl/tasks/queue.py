@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -49,6 +49,8 @@ class JobContext:
 
 
 JobHandler = Callable[[JobContext], Awaitable[None]]
+# (interval in seconds, work): run by the runner in a thread, at start and then periodically.
+Housekeeping = tuple[float, Callable[[], object]]
 # Called once a job has failed for good (its last attempt raised), with the error text.
 FailureHandler = Callable[[JobContext, str], Awaitable[None]]
 
@@ -108,6 +110,7 @@ class DatabaseJobRunner:
         lease: timedelta = DEFAULT_LEASE,
         owner: str | None = None,
         on_failure: Mapping[str, FailureHandler] | None = None,
+        housekeeping: Sequence[Housekeeping] = (),
     ) -> None:
         self.session_factory = session_factory
         self.handlers = dict(handlers)
@@ -121,21 +124,34 @@ class DatabaseJobRunner:
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.housekeeping = tuple(housekeeping)
+        self._housekeeping_task: asyncio.Task[None] | None = None
+        self._wake_housekeeping = asyncio.Event()
 
     async def start(self) -> None:
         if self._loop_task is None:
             self._stopping = False
+            self._wake_housekeeping.clear()
             self._loop_task = asyncio.create_task(self._loop(), name="mailtrawl-jobs")
+            if self.housekeeping:
+                self._housekeeping_task = asyncio.create_task(
+                    self._housekeep(), name="mailtrawl-housekeeping"
+                )
 
     async def stop(self) -> None:
         """Stop taking jobs and cancel the running ones; their leases expire and they resume."""
         self._stopping = True
         self._wake.set()
+        self._wake_housekeeping.set()
         tasks = [t for t in (self._loop_task, *self._running) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._housekeeping_task is not None:
+            # Not cancelled: a round in progress finishes (it runs in a thread anyway).
+            await asyncio.gather(self._housekeeping_task, return_exceptions=True)
         self._loop_task = None
+        self._housekeeping_task = None
         self._running.clear()
         # Release leases at once so the next start does not wait for them to expire.
         await asyncio.to_thread(self._release_leases)
@@ -176,6 +192,27 @@ class DatabaseJobRunner:
             task = asyncio.create_task(self._run(job), name=f"job-{job.kind}-{job.id}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+
+    async def _housekeep(self) -> None:
+        """Run each housekeeping task at start, then every `interval` seconds, until stopped."""
+        loop = asyncio.get_running_loop()
+        due = [loop.time()] * len(self.housekeeping)
+        while True:
+            for index, (interval, work) in enumerate(self.housekeeping):
+                if loop.time() >= due[index]:
+                    due[index] = loop.time() + interval
+                    try:
+                        await asyncio.to_thread(work)
+                    except Exception:
+                        log.exception(
+                            "housekeeping task %s failed", getattr(work, "__name__", work)
+                        )
+            if self._stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake_housekeeping.wait(), max(0.05, min(due) - loop.time())
+                )
 
     def _has_pending(self) -> bool:
         with self.session_factory() as session:

@@ -39,6 +39,9 @@ def provider_factory(
     return open_for
 
 
+VAULT_SWEEP_SECONDS = 3600.0
+
+
 def build_runner(
     sessions: sessionmaker[Session],
     box: SecretBox,
@@ -66,6 +69,7 @@ def build_runner(
         sessions,
         engine.handlers() | remediation.handlers(),
         on_failure=engine.failure_handlers() | remediation.failure_handlers(),
+        housekeeping=[(VAULT_SWEEP_SECONDS, remediation.sweep_vault)],
         concurrency=concurrency,
         poll_interval=poll_interval,
         lease=timedelta(seconds=lease_seconds),
