@@ -240,3 +240,15 @@ def test_lost_answers_never_apply_anything_twice(remediation: Remediation) -> No
             and "suspicious" in m["subject"].lower()
         ]
         assert len(notices) == 1
+
+
+def test_copies_under_a_pending_action_are_left_out_of_another(remediation: Remediation) -> None:
+    rem = remediation
+    _, purge_id = rem.request("purge", selection=Selection(mailboxes=["alice@contoso.com"]))
+    assert rem.action(purge_id).status == "awaiting_approval"
+    preview, junk_id = rem.request("junk")
+    assert preview.messages == 4
+    assert preview.excluded == {"another action on it is waiting or running": 1}
+    rem.run()
+    assert _folders(rem)["alice@contoso.com"] == ["inbox"]  # the purge still waits
+    assert rem.action(junk_id).verified == 4

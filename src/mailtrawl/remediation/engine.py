@@ -622,8 +622,10 @@ class _BatchRun:
         if applied:
             try:
                 await self._verify(applied)
-            except ProviderError as exc:
-                log.warning("verification of %d messages failed: %s", len(applied), exc)
+            except ProviderError as exc:  # the whole wave could not be read back
+                for item in applied:
+                    if item.outcome is None:
+                        self._unverifiable(item, exc)
             await self._write(applied)
 
     # Applying ------------------------------------------------------------------------------
@@ -919,11 +921,7 @@ class _BatchRun:
         locations = await self.provider.locate_many([i.ref() for i in items])
         for item, location in zip(items, locations, strict=True):
             if isinstance(location, ProviderError):
-                if not retryable(location):
-                    item.misses += 1
-                    item.error = f"could not verify: {describe(location)}"
-                    if item.misses >= self.settings.verify_misses:
-                        item.outcome = ItemState.FAILED.value
+                self._unverifiable(item, location)
                 continue
             problem = self._mismatch(item, location)
             if problem is None:
@@ -934,6 +932,14 @@ class _BatchRun:
             item.error = f"verification: {problem}"
             if item.misses >= self.settings.verify_misses:
                 item.outcome = ItemState.FAILED.value
+
+    def _unverifiable(self, item: _Item, error: BaseException) -> None:
+        """The message could not be read back; busy platforms get more tries than refusals."""
+        item.misses += 1
+        item.error = f"could not verify: {describe(error)}"
+        limit = self.settings.item_attempts if retryable(error) else self.settings.verify_misses
+        if item.misses >= limit:
+            item.outcome = ItemState.FAILED.value
 
     def _mismatch(self, item: _Item, location: MessageLocation) -> str | None:
         """Why the mailbox disagrees with the journal, or None when it agrees."""

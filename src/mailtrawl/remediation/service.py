@@ -211,6 +211,22 @@ def _preview(
     )
 
 
+def _hits_with_pending_actions(session: Session, investigation_id: uuid.UUID) -> set[uuid.UUID]:
+    """Hits an unfinished action (awaiting approval, queued, running) will still act on."""
+    return set(
+        session.scalars(
+            select(RemediationItem.hit_id)
+            .join(RemediationAction, RemediationAction.id == RemediationItem.action_id)
+            .where(
+                RemediationAction.investigation_id == investigation_id,
+                RemediationAction.status.not_in([s.value for s in ACTION_FINISHED]),
+                RemediationItem.state.in_((ItemState.PLANNED.value, ItemState.APPLIED.value)),
+                RemediationItem.hit_id.is_not(None),
+            )
+        )
+    )
+
+
 def _batches(mailbox_ids: Iterable[str]) -> dict[str, int]:
     """Mailbox id -> execution batch (jobs of MAILBOXES_PER_JOB mailboxes)."""
     ordered = sorted(set(mailbox_ids))
@@ -238,7 +254,11 @@ def request_action(
     eligible = _ELIGIBLE[kind]
     excluded: Counter[str] = Counter()
     rows: list[InvestigationHit] = []
+    busy = _hits_with_pending_actions(session, record.id)
     for hit in session.scalars(_selected_hits(record.id, data.selection)):
+        if hit.id in busy:
+            excluded["another action on it is waiting or running"] += 1
+            continue
         if hit.remediation not in eligible:
             excluded[_EXCLUDED_REASON.get(str(hit.remediation), str(hit.remediation))] += 1
             continue
