@@ -24,6 +24,9 @@ from mailtrawl.remediation.service import Actor
 from mailtrawl.storage.engine import write_session
 from mailtrawl.tasks.worker import build_runner, provider_factory
 from tests.investigations.conftest import FAST_RETRY, Store, make_store
+from tests.storage import databases
+
+postgres_database = databases.postgres_database
 
 ATTACKER = "billing@invoice-portal.example"
 ALICE = Actor("alice", role="admin")
@@ -157,15 +160,22 @@ class Remediation:
         return [m for m in self.emulator.snapshot(mailbox)["purged"] if m["from"] == ATTACKER]
 
 
-@pytest.fixture
+@pytest.fixture(params=databases.BACKENDS)
 def remediation(
-    emulator: EmulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    emulator: EmulatorProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Remediation]:
-    """The planted email in four inboxes (and Frank's Junk Email), found by an investigation."""
+    """The planted email in four inboxes (and Frank's Junk Email), found by an investigation;
+    on SQLite and on PostgreSQL."""
     monkeypatch.setenv("MAILTRAWL_HOME", str(tmp_path / "home"))
-    settings = load_settings(
-        home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'mailtrawl.db'}"
-    )
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'mailtrawl.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+        databases.reset_postgres(url)
+    settings = load_settings(home=tmp_path / "home", database_url=url)
     app = {
         "clientId": emulator.info["client_id"],
         "secrets": [{"value": emulator.info["client_secret"]}],
