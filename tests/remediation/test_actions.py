@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from mailtrawl.audit import service as audit
@@ -252,3 +254,31 @@ def test_copies_under_a_pending_action_are_left_out_of_another(remediation: Reme
     rem.run()
     assert _folders(rem)["alice@contoso.com"] == ["inbox"]  # the purge still waits
     assert rem.action(junk_id).verified == 4
+
+
+def test_requests_that_cannot_run_are_refused_before_anything_is_recorded(
+    remediation: Remediation,
+) -> None:
+    rem = remediation
+    from mailtrawl.remediation.notice import NoticeTemplateError
+    from mailtrawl.remediation.schemas import ActionCreate
+
+    with pytest.raises(NoticeTemplateError, match="nope"):
+        rem.request("warn", notify=True, notice={"subject": "$nope"}, dry_run=True)
+    with pytest.raises(ValueError, match="only goes with the warn"):
+        ActionCreate(action="junk", notify=True)
+    [inbox_hit, junk_hit] = sorted(
+        (
+            h
+            for h in rem.store.hits(rem.investigation_id)
+            if h.mailbox in ("alice@contoso.com", "frank@contoso.com")
+        ),
+        key=lambda h: h.mailbox,
+    )
+    preview, _ = rem.request(
+        "trash",
+        selection=Selection(hits=[inbox_hit.id, junk_hit.id, uuid.uuid4()], folders=["inbox"]),
+        dry_run=True,
+    )
+    assert preview.messages == 1
+    assert preview.excluded == {"not a hit of this investigation": 1}

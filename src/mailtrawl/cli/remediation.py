@@ -19,14 +19,25 @@ import io
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from mailtrawl.cli.common import Store, cli_actor, echo_json, fail, open_store
 from mailtrawl.storage.engine import write_session
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from mailtrawl.config import Settings
+    from mailtrawl.remediation.models import RemediationAction
+    from mailtrawl.remediation.schemas import ActionView, Preview
+    from mailtrawl.remediation.service import Actor
+
+    # The service call `_request` makes: (session, settings, preview only) -> (preview, action).
+    Asker = Callable[[Session, Settings, bool], tuple[Preview, RemediationAction | None]]
 
 approvals_app = typer.Typer(
     help="Actions waiting for a second administrator: list, approve, reject.",
@@ -59,7 +70,7 @@ def printable(value: object, limit: int | None = None) -> str:
     )
 
 
-def _actor() -> Any:
+def _actor() -> Actor:
     from mailtrawl.remediation.service import Actor
 
     return Actor(cli_actor(), role="admin")
@@ -97,7 +108,7 @@ def _validation_message(exc: Any) -> str:
 # Printing -------------------------------------------------------------------------------------
 
 
-def _print_preview(preview: Any, *, what: str) -> None:
+def _print_preview(preview: Preview, *, what: str) -> None:
     typer.echo(
         f"{what}: {preview.messages} messages in {preview.mailboxes} mailboxes "
         f"({preview.will_change} will change, {preview.already_done} already done)"
@@ -122,7 +133,7 @@ def _print_preview(preview: Any, *, what: str) -> None:
         typer.echo(f"  needs approval: {printable(preview.approval_reason)}")
 
 
-def _print_action(view: Any) -> None:
+def _print_action(view: ActionView) -> None:
     c = view.counts
     undoes = f" (undoes {view.undoes})" if view.undoes else ""
     typer.echo(f"Action {view.id} — {view.action}{undoes} — {view.status}")
@@ -145,7 +156,7 @@ def _print_action(view: Any) -> None:
         typer.echo(f"  platform requests: {view.requests}")
 
 
-def _action_line(view: Any) -> str:
+def _action_line(view: ActionView) -> str:
     c = view.counts
     return (
         f"{view.id}  {view.action:<7}  {view.status:<17}  {c.total:>6} msgs  "
@@ -154,7 +165,7 @@ def _action_line(view: Any) -> str:
     )
 
 
-def _print_outcome(view: Any) -> None:
+def _print_outcome(view: ActionView) -> None:
     c = view.counts
     typer.echo(
         f"{view.action} {view.status}: {c.total} messages — applied {c.applied}, verified "
@@ -166,7 +177,7 @@ def _print_outcome(view: Any) -> None:
         typer.echo(f"Failed ones: mailtrawl actions receipts {view.id} --state failed")
 
 
-def _print_awaiting(view: Any) -> None:
+def _print_awaiting(view: ActionView) -> None:
     typer.echo(f"Action {view.id} is waiting for approval: {printable(view.approval_reason)}.")
     typer.echo("Another administrator approves it with:")
     typer.echo(f"  mailtrawl approvals approve {view.id}")
@@ -176,14 +187,14 @@ def _print_awaiting(view: Any) -> None:
 # Running ------------------------------------------------------------------------------------
 
 
-def _view(store: Store, action_id: uuid.UUID) -> Any:
+def _view(store: Store, action_id: uuid.UUID) -> ActionView:
     from mailtrawl.remediation import service
 
     with store.sessions() as session:
         return service.action_view(service.get_action(session, ref=action_id))
 
 
-async def _run_foreground(store: Store, action_id: uuid.UUID) -> Any:
+async def _run_foreground(store: Store, action_id: uuid.UUID) -> ActionView:
     """Run the job queue in this process until the action is finished; returns its view."""
     from mailtrawl.remediation.models import ACTION_FINISHED
     from mailtrawl.tasks.worker import runner_for
@@ -208,7 +219,7 @@ async def _run_foreground(store: Store, action_id: uuid.UUID) -> Any:
         await runner.stop()
 
 
-def _progress_line(view: Any, *, tty: bool) -> None:
+def _progress_line(view: ActionView, *, tty: bool) -> None:
     c = view.counts
     done = c.applied + c.failed + c.undone
     percent = 100.0 * done / c.total if c.total else 100.0
@@ -223,7 +234,9 @@ def _progress_line(view: Any, *, tty: bool) -> None:
     sys.stderr.flush()
 
 
-def _finish(store: Store, action_id: uuid.UUID, *, as_json: bool, preview: Any = None) -> None:
+def _finish(
+    store: Store, action_id: uuid.UUID, *, as_json: bool, preview: Preview | None = None
+) -> None:
     """Run the action in the foreground, print the outcome; exit 1 if any message failed."""
     try:
         view = asyncio.run(_run_foreground(store, action_id))
@@ -244,23 +257,20 @@ def _finish(store: Store, action_id: uuid.UUID, *, as_json: bool, preview: Any =
         raise typer.Exit(1)
 
 
-def _both(preview: Any, view: Any) -> dict[str, Any]:
+def _both(preview: Preview, view: ActionView) -> dict[str, Any]:
     return {"preview": preview.model_dump(mode="json"), "action": view.model_dump(mode="json")}
 
 
 def _request(
     *,
     what: str,
-    ask: Any,
+    ask: Asker,
     dry_run: bool,
     yes: bool,
     background: bool,
     as_json: bool,
 ) -> None:
-    """Preview, confirm, request; then wait for approval, only queue, or run it here.
-
-    `ask(session, settings, dry_run)` is the service call: it returns (preview, action|None).
-    """
+    """Preview, confirm, request; then wait for approval, only queue, or run it here."""
     from mailtrawl.remediation import service
 
     with open_store() as store:
@@ -297,11 +307,12 @@ def _request(
                 preview.messages,
                 preview.will_change,
             ):
-                session.rollback()
+                session.rollback()  # (fail raises: nothing is committed anyway)
                 fail(
                     f"the selection changed since the preview ({preview.messages} → "
                     f"{recorded.messages} messages); nothing was recorded, run it again"
                 )
+            assert action is not None  # not a dry run
             view = service.action_view(action)
         if view.status == "awaiting_approval":
             if as_json:
@@ -372,7 +383,9 @@ def act(
         fail(_validation_message(exc))
     actor = _actor()
 
-    def ask(session: Any, settings: Any, preview_only: bool) -> Any:
+    def ask(
+        session: Session, settings: Settings, preview_only: bool
+    ) -> tuple[Preview, RemediationAction | None]:
         return service.request_action(
             session,
             investigation=investigation,
@@ -418,7 +431,9 @@ def restore(
         fail(_validation_message(exc))
     actor = _actor()
 
-    def ask(session: Any, settings: Any, preview_only: bool) -> Any:
+    def ask(
+        session: Session, settings: Settings, preview_only: bool
+    ) -> tuple[Preview, RemediationAction | None]:
         return service.request_restore(
             session,
             action=action_id,
@@ -575,7 +590,7 @@ def actions_show(
         echo_json(view.model_dump(mode="json"))
         return
     _print_action(view)
-    _print_preview(Preview.model_validate(view.preview), what="  planned")
+    _print_preview(Preview.model_validate(view.preview), what="  previewed")
 
 
 def _filtered_csv(chunks: Iterator[bytes], states: set[str]) -> Iterator[bytes]:
@@ -592,7 +607,7 @@ def _filtered_csv(chunks: Iterator[bytes], states: set[str]) -> Iterator[bytes]:
             yield chunk
 
 
-def _filtered_json(session: Any, action_id: uuid.UUID, states: list[str]) -> Iterator[bytes]:
+def _filtered_json(session: Session, action_id: uuid.UUID, states: list[str]) -> Iterator[bytes]:
     """The receipts in `states` as a JSON array, read a page at a time."""
     import orjson
 
@@ -674,7 +689,7 @@ def actions_receipts(
 
 
 def _print_receipts(
-    session: Any, action_id: uuid.UUID, state: list[str], mailbox: str | None, limit: int
+    session: Session, action_id: uuid.UUID, state: list[str], mailbox: str | None, limit: int
 ) -> None:
     from mailtrawl.remediation import service
 

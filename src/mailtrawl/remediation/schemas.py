@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KindName = Literal["warn", "junk", "trash", "delete", "purge"]
 
@@ -51,6 +51,14 @@ class ActionCreate(BaseModel):
     notice: NoticeOptions | None = None
     dry_run: bool = Field(default=False, description="only preview: change nothing")
     note: str | None = Field(default=None, max_length=2000, description="why, for the approver")
+
+    @model_validator(mode="after")
+    def _notice_goes_with_warn(self) -> ActionCreate:
+        if self.notify and self.action != "warn":
+            raise ValueError("notify (a notice in the inbox) only goes with the warn action")
+        if self.notice is not None and not self.notify:
+            raise ValueError("a notice template needs notify: true")
+        return self
 
 
 class RestoreCreate(BaseModel):

@@ -264,9 +264,15 @@ def request_action(
             continue
         rows.append(hit)
     if data.selection.hits:
-        missing = len(set(data.selection.hits)) - len({h.id for h in rows}) - sum(excluded.values())
-        if missing > 0:
-            excluded["not a hit of this investigation"] += missing
+        wanted = set(data.selection.hits)
+        known = session.scalar(
+            select(func.count()).where(
+                InvestigationHit.investigation_id == record.id, InvestigationHit.id.in_(wanted)
+            )
+        )
+        if len(wanted) > (known or 0):
+            excluded["not a hit of this investigation"] += len(wanted) - (known or 0)
+    options = _options(kind, data, settings)  # a bad notice template fails the preview too
     preview = _preview(
         settings, kind, [(h.mailbox_upn, h.folder, _already_done(kind, h)) for h in rows], excluded
     )
@@ -277,26 +283,6 @@ def request_action(
             "The selection holds no message this action applies to"
             + (f" ({', '.join(f'{n} {r}' for r, n in excluded.items())})." if excluded else ".")
         )
-    options: dict[str, Any] = {}
-    if kind is RemediationKind.WARN:
-        options["category"] = settings.warning_category
-        options["notify"] = data.notify
-        if data.notify:
-            from mailtrawl.remediation.notice import (
-                DEFAULT_NOTICE_BODY,
-                DEFAULT_NOTICE_SUBJECT,
-                validate_template,
-            )
-
-            subject = (data.notice.subject if data.notice else None) or (
-                settings.warning_notice_subject or DEFAULT_NOTICE_SUBJECT
-            )
-            body = (data.notice.body if data.notice else None) or (
-                settings.warning_notice_body or DEFAULT_NOTICE_BODY
-            )
-            validate_template(subject, body)
-            options["notice"] = {"subject": subject, "body": body}
-            options["organisation"] = settings.organisation_name
     if data.note:
         options["note"] = data.note
     action = _new_action(
@@ -336,6 +322,31 @@ def request_action(
     )
     _after_request(session, action, actor, set(batches.values()), preview)
     return preview, action
+
+
+def _options(kind: RemediationKind, data: ActionCreate, settings: Settings) -> dict[str, Any]:
+    """What the worker needs besides the journal: the category, the notice template."""
+    options: dict[str, Any] = {}
+    if kind is RemediationKind.WARN:
+        options["category"] = settings.warning_category
+        options["notify"] = data.notify
+        if data.notify:
+            from mailtrawl.remediation.notice import (
+                DEFAULT_NOTICE_BODY,
+                DEFAULT_NOTICE_SUBJECT,
+                validate_template,
+            )
+
+            subject = (data.notice.subject if data.notice else None) or (
+                settings.warning_notice_subject or DEFAULT_NOTICE_SUBJECT
+            )
+            body = (data.notice.body if data.notice else None) or (
+                settings.warning_notice_body or DEFAULT_NOTICE_BODY
+            )
+            validate_template(subject, body)
+            options["notice"] = {"subject": subject, "body": body}
+            options["organisation"] = settings.organisation_name
+    return options
 
 
 def _new_action(
