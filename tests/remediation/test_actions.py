@@ -16,6 +16,17 @@ from tests.remediation.conftest import ALICE, ANALYST, BOB, TARGETS, Remediation
 ALL = [*TARGETS, "frank@contoso.com"]
 
 
+def _body(rem: Remediation, mailbox: str, message_id: str) -> str:
+    """The message body as Graph serves it (HTML)."""
+    with rem.emulator.client(
+        base_url=rem.emulator.graph + "/",
+        headers={"Authorization": f"Bearer {rem.emulator.token()}"},
+    ) as graph:
+        reply = graph.get(f"users/{mailbox}/messages/{message_id}", params={"$select": "body"})
+        reply.raise_for_status()
+        return str(reply.json()["body"]["content"])
+
+
 def _folders(rem: Remediation) -> dict[str, list[str]]:
     return {box: sorted(c["folder"] for c in rem.copies(box)) for box in ALL}
 
@@ -82,6 +93,8 @@ def test_purge_waits_for_a_second_administrator_and_restores_from_the_vault(
 ) -> None:
     rem = remediation
     original = {box: rem.copies(box)[0] for box in ALL}
+    bodies = {box: _body(rem, box, original[box]["immutableId"]) for box in ALL}
+    assert "overdue" in bodies["alice@contoso.com"]
     preview, action_id = rem.request("purge")
     assert action_id is not None
     assert preview.requires_approval
@@ -111,6 +124,7 @@ def test_purge_waits_for_a_second_administrator_and_restores_from_the_vault(
         for key in ("subject", "from", "receivedDateTime", "internetMessageId", "attachments"):
             assert copy[key] == kept[key], key
         assert copy["isDraft"] is False
+        assert _body(rem, box, copy["immutableId"]) == bodies[box]
     operations = rem.audit_operations()
     assert operations.count("remediation.request") == 2
     assert "remediation.approve" in operations
