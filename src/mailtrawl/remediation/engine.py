@@ -68,7 +68,6 @@ from mailtrawl.remediation.service import DESTINATION, EXECUTE_JOB, erase_expire
 from mailtrawl.storage.base import utcnow
 from mailtrawl.storage.engine import write_session
 from mailtrawl.storage.secrets import SecretBox
-from mailtrawl.tasks.models import Job, JobStatus
 from mailtrawl.tasks.queue import FailureHandler, JobContext, JobHandler
 
 log = logging.getLogger(__name__)
@@ -227,7 +226,7 @@ class RemediationEngine:
                 else:
                     async with provider:
                         await _BatchRun(self, action, provider).run(items)
-        await asyncio.to_thread(self._complete_if_finished, action.id, ctx.id)
+        await asyncio.to_thread(self._complete_if_finished, action.id)
 
     async def execute_failed(self, ctx: JobContext, error: str) -> None:
         """The job gave up: its unfinished messages fail with the reason; the action ends."""
@@ -235,7 +234,7 @@ class RemediationEngine:
         await asyncio.to_thread(
             self._fail_open, action_id, int(ctx.payload["batch"]), f"error: {error}"
         )
-        await asyncio.to_thread(self._complete_if_finished, action_id, ctx.id)
+        await asyncio.to_thread(self._complete_if_finished, action_id)
 
     def _start(self, action_id: uuid.UUID) -> _Action | None:
         with write_session(self.session_factory) as session:
@@ -362,45 +361,55 @@ class RemediationEngine:
             item.vaulted = True
 
     def write_outcomes(self, action: _Action, items: Sequence[_Item], requests: int) -> None:
-        """Write the transitions the wave decided, with the hits they move, in one transaction."""
+        """Write the transitions the wave decided, with the hits they move, in one transaction.
+
+        Rows go out as executemany batches (a few statements per wave, not per message).
+        """
         changed = [i for i in items if i.outcome is not None]
         if not changed and not requests:
             return
         now = utcnow()
         counts = _Counts(requests=requests)
-        with write_session(self.session_factory) as session:
-            for item in changed:
-                before = item.state
-                after = item.outcome
-                assert after is not None
-                values: dict[str, Any] = {"state": after, "error": item.error, "updated_at": now}
-                if after == ItemState.APPLIED:
-                    values.update(
-                        changed=item.changed,
-                        result_message_id=item.result_message_id,
-                        result_folder_id=item.result_folder_id,
-                        result_folder=item.result_folder,
-                        notice_message_id=item.notice_message_id,
-                        applied_at=now,
-                    )
-                    counts.applied += 1
-                    counts.unchanged += item.changed is False
-                    self._move_hit(session, action, item)
-                    if action.kind is RemediationKind.RESTORE and item.undoes_item_id:
-                        self._undo_original(session, item.undoes_item_id, now, counts)
-                elif after == ItemState.VERIFIED:
-                    values["verified_at"] = now
-                    counts.verified += 1
-                elif after == ItemState.FAILED:
-                    counts.failed += 1
-                    if before == ItemState.APPLIED:
-                        counts.applied -= 1  # verification disproved it
-                        counts.unchanged -= item.changed is False
-                session.execute(
-                    update(RemediationItem).where(RemediationItem.id == item.id).values(**values)
+        item_rows: list[dict[str, Any]] = []
+        applied: list[_Item] = []
+        for item in changed:
+            after = item.outcome
+            assert after is not None
+            row: dict[str, Any] = {
+                "id": item.id,
+                "state": after,
+                "error": item.error,
+                "updated_at": now,
+            }
+            if after == ItemState.APPLIED:
+                row.update(
+                    changed=item.changed,
+                    result_message_id=item.result_message_id,
+                    result_folder_id=item.result_folder_id,
+                    result_folder=item.result_folder,
+                    notice_message_id=item.notice_message_id,
+                    applied_at=now,
                 )
-                item.state = after
-                item.outcome = None
+                counts.applied += 1
+                counts.unchanged += item.changed is False
+                applied.append(item)
+            elif after == ItemState.VERIFIED:
+                row["verified_at"] = now
+                counts.verified += 1
+            elif after == ItemState.FAILED:
+                counts.failed += 1
+                if item.state == ItemState.APPLIED:
+                    counts.applied -= 1  # verification disproved it
+                    counts.unchanged -= item.changed is False
+            item_rows.append(row)
+        with write_session(self.session_factory) as session:
+            if item_rows:
+                session.execute(update(RemediationItem), item_rows)
+            self._move_hits(session, action, applied)
+            if action.kind is RemediationKind.RESTORE:
+                self._undo_originals(
+                    session, [i.undoes_item_id for i in applied if i.undoes_item_id], now, counts
+                )
             session.execute(
                 update(RemediationAction)
                 .where(RemediationAction.id == action.id)
@@ -422,55 +431,80 @@ class RemediationEngine:
                         verified=RemediationAction.verified - delta["verified"],
                     )
                 )
-
-    def _move_hit(self, session: Session, action: _Action, item: _Item) -> None:
-        """The hit follows its message: where it is now, and what was done to it."""
-        if item.hit_id is None:
-            return
-        values: dict[str, Any]
-        if action.kind is RemediationKind.WARN:
-            session.execute(
-                update(InvestigationHit)
-                .where(InvestigationHit.id == item.hit_id, InvestigationHit.remediation.is_(None))
-                .values(remediation=RemediationKind.WARN.value)
-            )
-            return
-        if action.kind is RemediationKind.RESTORE:
-            values = {"remediation": None}
-            if item.result_folder_id is not None:
-                values.update(
-                    folder_id=item.result_folder_id,
-                    folder=item.result_folder,
-                    message_id=item.result_message_id or item.message_id,
-                )
-        else:
-            values = {
-                "remediation": action.kind.value,
-                "folder_id": item.result_folder_id,
-                "folder": item.result_folder,
-            }
-            if item.result_message_id:
-                values["message_id"] = item.result_message_id
-        session.execute(
-            update(InvestigationHit).where(InvestigationHit.id == item.hit_id).values(**values)
-        )
+        for item in changed:
+            assert item.outcome is not None
+            item.state = item.outcome
+            item.outcome = None
 
     @staticmethod
-    def _undo_original(
-        session: Session, original_id: uuid.UUID, now: datetime, counts: _Counts
-    ) -> None:
-        original = session.get(RemediationItem, original_id)
-        if original is None or original.state == ItemState.UNDONE:
+    def _move_hits(session: Session, action: _Action, items: Sequence[_Item]) -> None:
+        """Each hit follows its message: where it is now, and what was done to it."""
+        with_hits = [i for i in items if i.hit_id is not None]
+        if not with_hits:
             return
-        delta = counts.undone_by_action.setdefault(
-            original.action_id, {"undone": 0, "applied": 0, "verified": 0}
-        )
-        delta["undone"] += 1
-        delta["applied"] += original.state in (ItemState.APPLIED, ItemState.VERIFIED)
-        delta["verified"] += original.state == ItemState.VERIFIED
-        original.state = ItemState.UNDONE.value
-        original.undone_at = now
-        original.updated_at = now
+        if action.kind is RemediationKind.WARN:
+            ids = [i.hit_id for i in with_hits]
+            for start in range(0, len(ids), 500):
+                session.execute(
+                    update(InvestigationHit)
+                    .where(
+                        InvestigationHit.id.in_(ids[start : start + 500]),
+                        InvestigationHit.remediation.is_(None),
+                    )
+                    .values(remediation=RemediationKind.WARN.value)
+                )
+            return
+        rows: list[dict[str, Any]] = []
+        for item in with_hits:
+            if action.kind is RemediationKind.RESTORE:
+                row: dict[str, Any] = {"id": item.hit_id, "remediation": None}
+                if item.result_folder_id is not None:
+                    row.update(
+                        folder_id=item.result_folder_id,
+                        folder=item.result_folder,
+                        message_id=item.result_message_id or item.message_id,
+                    )
+            else:
+                row = {
+                    "id": item.hit_id,
+                    "remediation": action.kind.value,
+                    "folder_id": item.result_folder_id,
+                    "folder": item.result_folder,
+                }
+                if item.result_message_id:
+                    row["message_id"] = item.result_message_id
+            rows.append(row)
+        session.execute(update(InvestigationHit), rows)
+
+    @staticmethod
+    def _undo_originals(
+        session: Session, original_ids: Sequence[uuid.UUID], now: datetime, counts: _Counts
+    ) -> None:
+        """The undone action's rows become `undone`; its counters move with them."""
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(original_ids), 500):
+            chunk = original_ids[start : start + 500]
+            for original_id, action_id, state in session.execute(
+                select(RemediationItem.id, RemediationItem.action_id, RemediationItem.state).where(
+                    RemediationItem.id.in_(chunk), RemediationItem.state != ItemState.UNDONE.value
+                )
+            ):
+                delta = counts.undone_by_action.setdefault(
+                    action_id, {"undone": 0, "applied": 0, "verified": 0}
+                )
+                delta["undone"] += 1
+                delta["applied"] += state in (ItemState.APPLIED, ItemState.VERIFIED)
+                delta["verified"] += state == ItemState.VERIFIED
+                rows.append(
+                    {
+                        "id": original_id,
+                        "state": ItemState.UNDONE.value,
+                        "undone_at": now,
+                        "updated_at": now,
+                    }
+                )
+        if rows:
+            session.execute(update(RemediationItem), rows)
 
     def _fail_open(self, action_id: uuid.UUID, batch: int, reason: str) -> None:
         with write_session(self.session_factory) as session:
@@ -498,22 +532,13 @@ class RemediationEngine:
                 )
             )
 
-    def _complete_if_finished(self, action_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    def _complete_if_finished(self, action_id: uuid.UUID) -> None:
         with write_session(self.session_factory) as session:
             action = session.get(RemediationAction, action_id)
             if action is None or action.status != ActionStatus.RUNNING:
                 return
-            live_jobs = session.scalar(
-                select(func.count())
-                .select_from(Job)
-                .where(
-                    Job.group_key == str(action_id),
-                    Job.id != job_id,
-                    Job.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)),
-                )
-            )
-            if live_jobs:
-                return
+            # Open rows first: when none is left the action is complete, whatever other jobs
+            # are still doing (two jobs ending together would otherwise wait for each other).
             open_items = session.scalar(
                 select(func.count())
                 .select_from(RemediationItem)
@@ -523,7 +548,7 @@ class RemediationEngine:
                 )
             )
             if open_items:
-                return  # this job's own rows: it is being retried
+                return  # a live job (or this one's retry, or its failure handler) finishes them
             action.status = ActionStatus.COMPLETED.value
             action.finished_at = utcnow()
             audit.record(
@@ -653,7 +678,9 @@ class _BatchRun:
     def _applied(self, item: _Item, result: ActionResult, folder_name: str | None) -> None:
         item.outcome = ItemState.APPLIED.value
         item.error = None
-        item.changed = result.changed
+        # "Already done" after an attempt that was cut short may well be our own doing:
+        # unknown, so that a restore still covers it.
+        item.changed = result.changed if result.changed or item.attempts <= 1 else None
         if result.after is not None:
             item.result_message_id = result.after.stable_id
             item.result_folder_id = result.after.folder_id

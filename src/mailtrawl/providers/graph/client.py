@@ -433,6 +433,7 @@ class GraphClient:
         what: str | None = None,
         idempotent: bool | None = None,
         tolerate: frozenset[str] = frozenset(),
+        batch_items: int = 0,
     ) -> Reply:
         """Send one request with retries; answers the successful reply or raises a typed error.
 
@@ -466,6 +467,9 @@ class GraphClient:
             started = time.perf_counter()
             try:
                 self.stats.http_requests += 1
+                if batch_items:  # a $batch envelope: Graph counts its items, each time it is sent
+                    self.stats.batches += 1
+                    self.stats.subrequests += batch_items
                 fresh = previous is not None and previous.new_connection
                 response = await self._send(
                     method, url, send_headers, json, content, new_connection=fresh
@@ -751,8 +755,6 @@ class GraphClient:
                 weights[str(requests[index].mailbox).lower()] += 1
         # Outlook runs at most four sub-requests of a batch at once, so a batch holds at most
         # four of a mailbox's slots.
-        self.stats.batches += 1
-        self.stats.subrequests += len(indexes)
         reply = await self._batch_envelope(items, dict(weights), repeatable)
         answers: dict[int, JSON] = {}
         for sub in reply.json().get("responses") or ():
@@ -774,7 +776,11 @@ class GraphClient:
         )
         try:
             return await self.request(
-                "POST", "$batch", json={"requests": items}, idempotent=repeatable
+                "POST",
+                "$batch",
+                json={"requests": items},
+                idempotent=repeatable,
+                batch_items=len(items),
             )
         finally:
             self._give(taken)
