@@ -678,9 +678,13 @@ class _BatchRun:
     def _applied(self, item: _Item, result: ActionResult, folder_name: str | None) -> None:
         item.outcome = ItemState.APPLIED.value
         item.error = None
-        # "Already done" after an attempt that was cut short may well be our own doing:
-        # unknown, so that a restore still covers it.
-        item.changed = result.changed if result.changed or item.attempts <= 1 else None
+        # "Already done" may well be our own doing (an attempt cut short, an answer lost and
+        # sent again): unknown, so that a restore still covers it. Deletes cannot tell at all.
+        cannot_tell = item.attempts > 1 or self.action.kind in (
+            RemediationKind.DELETE,
+            RemediationKind.PURGE,
+        )
+        item.changed = result.changed if result.changed or not cannot_tell else None
         if result.after is not None:
             item.result_message_id = result.after.stable_id
             item.result_folder_id = result.after.folder_id

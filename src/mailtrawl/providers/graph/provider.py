@@ -1049,9 +1049,9 @@ class GraphProvider:
                 requests[index] = self._action_request(ref, action)
             except ProviderError as exc:  # outside the authorized domains, or no purge here
                 out[index] = exc
-        # Changes are not repeated blindly: a lost answer is an OutcomeUnknown for the caller
-        # to check (or simply act again: every action here is safe to repeat).
-        answers = await self._batch_by_mailbox(requests, idempotent=False)
+        # Every action here is safe to repeat (the message is addressed by its immutable id,
+        # "already gone" counts as done), so lost answers are sent again, as `act` does.
+        answers = await self._batch_by_mailbox(requests, idempotent=True)
         for index, answer in answers.items():
             out[index] = self._action_outcome(refs[index], action, answer)
         return [out[index] for index in range(len(refs))]
@@ -1133,7 +1133,8 @@ class GraphProvider:
             writes[index] = replace(
                 reads[index], method="PATCH", params=None, body={"categories": wanted}
             )
-        for index, answer in (await self._batch_by_mailbox(writes, idempotent=False)).items():
+        # Writing the whole category list again is harmless: lost answers are sent again.
+        for index, answer in (await self._batch_by_mailbox(writes, idempotent=True)).items():
             after, wanted_now = planned[index]
             out[index] = answer.error or ActionResult(
                 action, refs[index], after, changed=True, categories=wanted_now
@@ -1145,38 +1146,81 @@ class GraphProvider:
     async def snapshot_many(
         self, refs: Sequence[MessageRef]
     ) -> list[MessageSnapshot | ProviderError]:
-        """The state and raw MIME of each message: two `$batch` sub-requests per message."""
+        """The state and raw MIME of each message.
+
+        One `$value` sub-request per message; the state of up to `LOCATE_GROUP` messages of a
+        mailbox comes from one `$filter` on their Internet message ids, sent in the same
+        batch. A message that filter does not list (no Internet message id, or in
+        Recoverable Items, which `/messages` leaves out) is then read by id.
+        """
         out: dict[int, MessageSnapshot | ProviderError] = {}
-        requests: dict[tuple[int, bool], BatchRequest] = {}
+        users: dict[str, str] = {}
+        by_imid: dict[str, list[int]] = {}
+        requests: dict[tuple[str, int], BatchRequest] = {}
         for index, ref in enumerate(refs):
             try:
+                users[ref.mailbox.id] = self._authorize(ref.mailbox)
                 path = self._message_path(ref)
             except ProviderError as exc:
                 out[index] = exc
                 continue
-            requests[index, False] = self._message_request(
-                "GET", ref, path, {"$select": SNAPSHOT_SELECT}
+            requests["mime", index] = self._message_request("GET", ref, f"{path}/$value")
+            if ref.internet_message_id:
+                by_imid.setdefault(ref.mailbox.id, []).append(index)
+        groups: list[tuple[str, list[str]]] = []
+        for mailbox_id, indexes in by_imid.items():
+            ids = list(dict.fromkeys(str(refs[i].internet_message_id) for i in indexes))
+            groups.extend(
+                (mailbox_id, ids[start : start + LOCATE_GROUP])
+                for start in range(0, len(ids), LOCATE_GROUP)
             )
-            requests[index, True] = self._message_request("GET", ref, f"{path}/$value")
+        for n, (mailbox_id, ids) in enumerate(groups):
+            requests["filter", n] = self._locate_request(
+                users[mailbox_id], mailbox_id, ids, select=SNAPSHOT_SELECT
+            )
         answers = await self._batch_by_mailbox(requests)
+        copies: dict[tuple[str, str], list[JSON] | ProviderError] = {}
+        for n, (mailbox_id, ids) in enumerate(groups):
+            await self._collect_copies(mailbox_id, ids, answers["filter", n], copies)
+        states: dict[int, JSON | ProviderError] = {}
+        for index, ref in enumerate(refs):
+            if index in out or not ref.internet_message_id:
+                continue
+            listed = copies.get((ref.mailbox.id, ref.internet_message_id.casefold()))
+            if isinstance(listed, list):
+                mine = next((i for i in listed if i.get("id") == ref.stable_id), None)
+                if mine is not None:
+                    states[index] = mine
+        unlisted = {
+            index: self._message_request(
+                "GET", refs[index], self._message_path(refs[index]), {"$select": SNAPSHOT_SELECT}
+            )
+            for index in range(len(refs))
+            if index not in out and index not in states
+        }
+        if unlisted:
+            read = await self._batch_by_mailbox(unlisted)
+            for index, answer in read.items():
+                states[index] = answer.error if answer.error is not None else answer.json()
         for index, ref in enumerate(refs):
             if index in out:
                 continue
-            meta, mime = answers[index, False], answers[index, True]
-            error = meta.error or mime.error
-            if error is not None:
-                out[index] = error
+            state, mime = states[index], answers["mime", index]
+            if isinstance(state, ProviderError):
+                out[index] = state
                 continue
-            item = meta.json()
-            flag = item.get("flag")
+            if mime.error is not None:
+                out[index] = mime.error
+                continue
+            flag = state.get("flag")
             out[index] = MessageSnapshot(
-                ref=_seen_in(ref, item),
+                ref=_seen_in(ref, state),
                 mime=mime.content(),
-                received=_datetime(item.get("receivedDateTime")),
-                categories=_categories_of(item),
-                is_read=item.get("isRead"),
+                received=_datetime(state.get("receivedDateTime")),
+                categories=_categories_of(state),
+                is_read=state.get("isRead"),
                 flag_status=flag.get("flagStatus") if isinstance(flag, dict) else None,
-                importance=item.get("importance"),
+                importance=state.get("importance"),
             )
         return [out[index] for index in range(len(refs))]
 
@@ -1280,12 +1324,14 @@ class GraphProvider:
         return [out[index] for index in range(len(refs))]
 
     @staticmethod
-    def _locate_request(user: str, mailbox_id: str, internet_ids: list[str]) -> BatchRequest:
+    def _locate_request(
+        user: str, mailbox_id: str, internet_ids: list[str], *, select: str = LOCATE_SELECT
+    ) -> BatchRequest:
         clause = " or ".join(f"internetMessageId eq {odata_string(i)}" for i in internet_ids)
         return BatchRequest(
             "GET",
             f"users/{user}/messages",
-            {"$filter": clause, "$select": LOCATE_SELECT, "$top": str(LOCATE_PAGE_SIZE)},
+            {"$filter": clause, "$select": select, "$top": str(LOCATE_PAGE_SIZE)},
             headers={"Prefer": IMMUTABLE_IDS},
             mailbox=mailbox_id,
             role=MAIL_ROLE,
