@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtrawl.audit import service as audit
@@ -403,8 +403,7 @@ class RemediationEngine:
                     counts.unchanged -= item.changed is False
             item_rows.append(row)
         with write_session(self.session_factory) as session:
-            if item_rows:
-                session.execute(update(RemediationItem), item_rows)
+            update_by_id(session, RemediationItem, item_rows)
             self._move_hits(session, action, applied)
             if action.kind is RemediationKind.RESTORE:
                 self._undo_originals(
@@ -474,7 +473,7 @@ class RemediationEngine:
                 if item.result_message_id:
                     row["message_id"] = item.result_message_id
             rows.append(row)
-        session.execute(update(InvestigationHit), rows)
+        update_by_id(session, InvestigationHit, rows)
 
     @staticmethod
     def _undo_originals(
@@ -503,8 +502,7 @@ class RemediationEngine:
                         "updated_at": now,
                     }
                 )
-        if rows:
-            session.execute(update(RemediationItem), rows)
+        update_by_id(session, RemediationItem, rows)
 
     def _fail_open(self, action_id: uuid.UUID, batch: int, reason: str) -> None:
         with write_session(self.session_factory) as session:
@@ -989,6 +987,26 @@ class _BatchRun:
         if item.result_folder_id and found.folder_id != item.result_folder_id:
             return f"the message is in another folder ({found.folder_name or found.folder_id})"
         return None
+
+
+def update_by_id(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE rows by primary key `id` as executemany batches, one per set of columns.
+
+    Core statements rather than the ORM's bulk update: the ORM path costs several times more
+    CPU per row, and a wave writes hundreds of rows.
+    """
+    table = model.__table__
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        columns = tuple(sorted(k for k in row if k != "id"))
+        groups[columns].append({"row_id": row["id"], **{k: row[k] for k in columns}})
+    for columns, params in groups.items():
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+        )
+        session.execute(statement, params)
 
 
 def vault_expiry_for(settings: RemediationSettings) -> datetime:
