@@ -297,3 +297,26 @@ def test_requests_that_cannot_run_are_refused_before_anything_is_recorded(
     )
     assert preview.messages == 1
     assert preview.excluded == {"not a hit of this investigation": 1}
+
+
+def test_restore_of_a_delete_falls_back_to_the_vault(remediation: Remediation) -> None:
+    """The soft-deleted copy is gone from Recoverable Items (retention, an administrator):
+    restore re-creates it from the vault."""
+    rem = remediation
+    action_id = rem.act("delete", selection=Selection(mailboxes=["alice@contoso.com"]))
+    [copy] = rem.copies("alice@contoso.com")
+    assert copy["folder"] == "recoverableitemsdeletions"
+    with rem.emulator.client(
+        base_url=rem.emulator.graph + "/",
+        headers={"Authorization": f"Bearer {rem.emulator.token()}"},
+    ) as graph:
+        graph.post(
+            f"users/alice@contoso.com/messages/{copy['immutableId']}/permanentDelete"
+        ).raise_for_status()
+    assert rem.copies("alice@contoso.com") == []
+    rem.restore(action_id)
+    rem.run()
+    [back] = rem.copies("alice@contoso.com")
+    assert back["folder"] == "inbox"
+    assert back["internetMessageId"] == copy["internetMessageId"]
+    assert back["isDraft"] is False

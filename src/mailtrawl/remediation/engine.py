@@ -851,8 +851,15 @@ class _BatchRun:
         for target, group in by_target.items():
             results = await self.provider.act_many([i.ref() for i in group], Action.restore(target))
             for item, result in zip(group, results, strict=True):
-                if isinstance(result, NotFound) and undone is RemediationKind.DELETE:
-                    recreate.append(item)  # gone from Recoverable Items: from the vault then
+                if (
+                    undone is RemediationKind.DELETE
+                    and item.vaulted
+                    and isinstance(result, ProviderError)
+                    and not retryable(result)
+                ):
+                    # Gone from Recoverable Items, or the platform will not move it out of
+                    # there: bring it back from the vault instead.
+                    recreate.append(item)
                 elif isinstance(result, ProviderError):
                     self._settle_error(item, result)
                 else:
