@@ -238,6 +238,19 @@ def test_long_address_header_is_scanned_for_addresses() -> None:
     assert any("longer than 8192" in defect for defect in email.defects)
 
 
+def test_malformed_from_takes_the_bracketed_address_not_one_in_the_display_name() -> None:
+    # The display name spoofs a colleague's address; the parser gives up on the header.
+    for raw in (
+        b"From: victim@contoso.com <evil@attacker.example>\n\nx",
+        b"From: IT Desk victim@contoso.com <evil@attacker.example>\n\nx",
+    ):
+        email = parse_email(raw)
+        assert email.from_ == ("", "evil@attacker.example"), raw
+    # A well-formed header keeps its display name.
+    email = parse_email(b'From: "victim@contoso.com" <evil@attacker.example>\n\nx')
+    assert email.from_ == ("victim@contoso.com", "evil@attacker.example")
+
+
 def test_size_limit() -> None:
     with pytest.raises(MailParseError, match="more than the 10 allowed"):
         parse_email(b"Subject: x\n\n0123456789", max_bytes=10)

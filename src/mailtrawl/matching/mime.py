@@ -32,6 +32,8 @@ _ADDRESS_HEADERS = ("from", "sender", "to", "cc", "bcc", "reply-to")
 # Every header read as free text, RFC 2047 encoded-words decoded.
 _UNSTRUCTURED = HeaderRegistry(use_default_map=False)
 _ADDR_SPEC = re2.compile(r"[^\s<>@,;:\"()\[\]]+@[^\s<>@,;:\"()\[\]]+")
+# The same inside angle brackets: the real address when a display name holds another one.
+_ANGLE_ADDR = re2.compile(r"<\s*([^\s<>@,;:\"()\[\]]+@[^\s<>@,;:\"()\[\]]+)\s*>")
 
 Address = tuple[str, str]
 
@@ -127,7 +129,7 @@ def _convert(
         headers.append((name, text))
         key = name.lower()
         if key in addresses:
-            addresses[key] += _addresses(parsed, text)
+            addresses[key] += _addresses(parsed, text, _clean(str(value)[:MAX_PARSED_HEADER]))
         elif key == "date" and date is None:
             date = _date(parsed)
     first = {name.lower(): text for name, text in reversed(headers)}
@@ -227,14 +229,23 @@ def _header(message: Message, name: str, value: str, defects: list[str]) -> tupl
     return parsed, _clean(text)
 
 
-def _addresses(parsed: object, text: str) -> list[Address]:
+def _addresses(parsed: object, text: str, raw: str) -> list[Address]:
     try:
         found = [(a.display_name, a.addr_spec) for a in getattr(parsed, "addresses", None) or ()]
     except Exception:
         found = []
+    # The raw value: the parser's rendering of a malformed header may drop the bracketed part.
+    bracketed = {m.group(1).casefold() for m in _ANGLE_ADDR.finditer(raw)}
+    if found and bracketed and not any(a.casefold() in bracketed for _, a in found):
+        # A malformed header ("victim@contoso.com <evil@attacker.example>"): the stdlib
+        # takes the first address-like text, mail clients the bracketed one; so do we.
+        found = []
     if parsed is None or not found:
-        # Unparsed, or nothing the parser recognised: pick out anything shaped like an address.
-        found = [("", match.group()) for match in _ADDR_SPEC.finditer(text)]
+        # Unparsed, or nothing the parser recognised: pick out what is shaped like an address,
+        # angle-bracketed ones first (a spoofed display name may hold another address).
+        found = [("", match.group(1)) for match in _ANGLE_ADDR.finditer(raw or text)] or [
+            ("", match.group()) for match in _ADDR_SPEC.finditer(text)
+        ]
     return [(_clean(name), _clean(address)) for name, address in found if name or address]
 
 
