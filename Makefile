@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_PORT ?= 8443
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench lint format venv clean
+.PHONY: demo test bench lint format venv clean browser
 
 venv: $(STAMP)
 
@@ -17,10 +17,25 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: venv
-	$(BIN)/mailtrawl emulator serve --users 300 --messages-per-mailbox 40 --campaigns 6 --seed 7 \
-		--port $(DEMO_PORT) --banner
+	$(BIN)/mailtrawl demo --port $(DEMO_PORT)
 
-test: venv
+# Browser tests use Debian's Chromium (Playwright drives it; it downloads no browser of its own).
+# Installed when missing and when we may (root); otherwise the browser tests skip, or fail in CI.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser tests" >&2; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+				>/tmp/mailtrawl-chromium-install.log 2>&1 \
+				|| echo "could not install chromium (see /tmp/mailtrawl-chromium-install.log)" >&2; \
+		else \
+			echo "chromium is missing: install it (apt-get install chromium) to run the browser tests" >&2; \
+		fi; \
+	}
+
+test: venv browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 bench: venv

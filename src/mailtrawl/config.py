@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     warning_notice_subject: str | None = None
     warning_notice_body: str | None = None
     organisation_name: str = ""
+    # Dashboard sign-in sessions: signed out after this long without a request, and after
+    # this long in any case.
+    session_idle_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
+    session_max_hours: int = Field(default=24, ge=1, le=24 * 90)
+    # The session cookie's Secure flag; unset means Secure except on plain http to a
+    # loopback address (`mailtrawl serve` without a TLS proxy), where browsers would drop it.
+    cookie_secure: bool | None = None
 
     @field_validator("home", mode="before")
     @classmethod

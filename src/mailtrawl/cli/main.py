@@ -8,6 +8,7 @@ from mailtrawl import __version__
 from mailtrawl.cli.audit import audit_app
 from mailtrawl.cli.config import config_app
 from mailtrawl.cli.db import db_app
+from mailtrawl.cli.demo import demo
 from mailtrawl.cli.doctor import doctor_app
 from mailtrawl.cli.emulator import emulator_app
 from mailtrawl.cli.investigate import investigate, investigations_app, worker
@@ -15,6 +16,7 @@ from mailtrawl.cli.keys import keys_app
 from mailtrawl.cli.remediation import act, actions_app, approvals_app, restore, vault_app
 from mailtrawl.cli.serve import serve
 from mailtrawl.cli.tokens import tokens_app
+from mailtrawl.cli.users import users_app
 
 app = typer.Typer(
     name="mailtrawl",
@@ -27,6 +29,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(doctor_app, name="doctor")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(users_app, name="users")
+app.command("demo")(demo)
 app.add_typer(config_app, name="config")
 app.command("serve")(serve)
 app.command("investigate")(investigate)

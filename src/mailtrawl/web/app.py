@@ -1,4 +1,4 @@
-"""The FastAPI application: the REST API under /api/v1 (OpenAPI at /api/docs)."""
+"""The FastAPI application: the REST API under /api/v1 (OpenAPI at /api/docs) and the dashboard."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
     With `worker`, the job runner (investigations, ...) runs inside the application while
     it is being served.
     """
+    from mailtrawl.accounts.router import router as accounts_router
     from mailtrawl.audit.router import router as audit_router
     from mailtrawl.configurations.router import router as configurations_router
     from mailtrawl.investigations.router import router as investigations_router
@@ -60,10 +61,17 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
     api.include_router(investigations_router)
     api.include_router(remediation_router)
     api.include_router(audit_router)
+    api.include_router(accounts_router)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.include_router(api)
+    # The dashboard (pages, sign-in, static files) and the headers every response carries.
+    from mailtrawl.web.security import SecurityHeadersMiddleware
+    from mailtrawl.web.ui import install_ui
+
+    install_ui(app)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
