@@ -68,6 +68,19 @@ def _banner(process: subprocess.Popen[str], timeout: float = 120) -> str:
     raise AssertionError("the demo printed no banner:\n" + "".join(lines))
 
 
+def _wait_until_serving(base: str, timeout: float = 60) -> None:
+    """The banner comes just before the server binds its port: wait for it to answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{base}/api/v1/auth/me", trust_env=False, timeout=5)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _stop(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGINT)
     try:
@@ -90,6 +103,7 @@ def test_demo_serves_a_ready_configuration_and_an_admin(tmp_path: Path) -> None:
         username, password = match.groups()
         base = f"http://127.0.0.1:{port}"
         assert f"{base}/" in banner
+        _wait_until_serving(base)
         with httpx.Client(base_url=base, trust_env=False, timeout=30) as client:
             assert client.get("/api/v1/auth/me").status_code == 401
             login = client.post(
@@ -114,6 +128,7 @@ def test_demo_serves_a_ready_configuration_and_an_admin(tmp_path: Path) -> None:
     try:
         banner = _banner(process)
         assert f"sign in as {username} / {password}" in banner
+        _wait_until_serving(f"http://127.0.0.1:{port}")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as client:
             login = client.post(
                 "/api/v1/auth/login", json={"username": username, "password": password}

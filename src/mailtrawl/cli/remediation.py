@@ -712,10 +712,11 @@ def _print_receipts(
 def vault_status(as_json: bool = typer.Option(False, "--json")) -> None:
     """How many deleted or purged messages the vault keeps, and when the next one expires."""
     from mailtrawl.remediation import service
+    from mailtrawl.settings_store.service import effective_settings
 
     with open_store() as store, store.sessions() as session:
         summary = service.vault_summary(session)
-        retention = store.settings.vault_retention_days
+        retention = effective_settings(session, store.settings).vault_retention_days
     if as_json:
         echo_json({**summary, "retention_days": retention})
         return

@@ -699,7 +699,13 @@ class _BatchRun:
             snapshots = await self.provider.snapshot_many([i.ref() for i in todo])
             rows: list[dict[str, Any]] = []
             kept: list[_Item] = []
-            expires = vault_expiry_for(self.settings)
+            # The retention in force when the action was requested (older actions: the process's).
+            days = self.action.options.get("vault_retention_days")
+            expires = (
+                vault_expiry_for(self.settings)
+                if days is None
+                else utcnow() + timedelta(days=int(days))
+            )
             for item, snap in zip(todo, snapshots, strict=True):
                 if isinstance(snap, ProviderError):
                     self._settle_error(item, snap)

@@ -335,5 +335,8 @@ def export(action_id: str, ctx: Ctx, format: Literal["csv", "json"] = "csv") -> 
 @router.get("/vault", dependencies=[require(Role.ADMIN)])
 def vault(db: Db, ctx: Ctx) -> VaultView:
     """How many deleted or purged messages the undo vault keeps, and when the next expires."""
+    from mailtrawl.settings_store.service import effective_settings
+
     summary = service.vault_summary(db)
-    return VaultView(**summary, retention_days=ctx.settings.vault_retention_days)
+    retention = effective_settings(db, ctx.settings).vault_retention_days
+    return VaultView(**summary, retention_days=retention)

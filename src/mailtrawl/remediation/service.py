@@ -47,6 +47,7 @@ from mailtrawl.remediation.schemas import (
     RestoreCreate,
     Selection,
 )
+from mailtrawl.settings_store.service import effective_settings
 from mailtrawl.storage.base import utcnow
 from mailtrawl.tasks.queue import cancel_group, enqueue
 
@@ -247,8 +248,10 @@ def request_action(
     """Preview an action and, unless `data.dry_run`, record it with its journal.
 
     The action waits for approval when `approval_reason` says so; otherwise its execution
-    jobs are enqueued in the same transaction.
+    jobs are enqueued in the same transaction. The approval rules, the warning notice and the
+    vault retention are the effective ones (`settings` with the dashboard's overrides).
     """
+    settings = effective_settings(session, settings)
     record = get_investigation(session, ref=investigation)
     kind = RemediationKind(data.action)
     eligible = _ELIGIBLE[kind]
@@ -325,8 +328,11 @@ def request_action(
 
 
 def _options(kind: RemediationKind, data: ActionCreate, settings: Settings) -> dict[str, Any]:
-    """What the worker needs besides the journal: the category, the notice template."""
+    """What the worker needs besides the journal: the category, the notice template, and how
+    long the vault keeps what it deletes (the retention in force when the action is requested)."""
     options: dict[str, Any] = {}
+    if kind in (RemediationKind.DELETE, RemediationKind.PURGE):
+        options["vault_retention_days"] = settings.vault_retention_days
     if kind is RemediationKind.WARN:
         options["category"] = settings.warning_category
         options["notify"] = data.notify
@@ -449,6 +455,7 @@ def request_restore(
     settings: Settings,
 ) -> tuple[Preview, RemediationAction | None]:
     """Undo an action: every applied copy goes back where it was (purged ones from the vault)."""
+    settings = effective_settings(session, settings)  # the approval rules in force now
     undone = get_action(session, ref=action)
     if undone.kind == RemediationKind.RESTORE:
         raise RemediationError("A restore cannot be undone; run the original action again.")

@@ -19,7 +19,10 @@ from starlette.responses import Response
 from mailtrawl import __version__
 from mailtrawl.web.ui.auth import LoginRequired, login_redirect
 from mailtrawl.web.ui.auth import router as auth_router
+from mailtrawl.web.ui.configurations import router as configurations_router
+from mailtrawl.web.ui.investigations import router as investigations_router
 from mailtrawl.web.ui.pages import router as pages_router
+from mailtrawl.web.ui.settings import router as settings_router
 from mailtrawl.web.ui.templating import STATIC, STATIC_PREFIX, render
 
 API_PREFIX = "/api/"
@@ -87,7 +90,10 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 def install_ui(app: FastAPI) -> None:
     """Mount the dashboard (pages, /login, /logout, /static) and its error pages on `app`."""
     app.include_router(auth_router)
+    app.include_router(investigations_router)
     app.include_router(pages_router)
+    app.include_router(settings_router)
+    app.include_router(configurations_router)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(StarletteHTTPException, _http_error)
