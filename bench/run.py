@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import emulator_bench, investigation_bench, remediation_bench
+from bench import emulator_bench, investigation_bench, pages_bench, remediation_bench
 from bench.common import write_result
 
 
@@ -24,6 +24,11 @@ def main(argv: list[str]) -> int:
     if not only or "remediation" in only:
         result = remediation_bench.run(quick="--quick" in only)
         path = write_result("remediation", result)
+        print(json.dumps(result, indent=2))
+        print(f"wrote {path}", file=sys.stderr)
+    if not only or "pages" in only:
+        result = pages_bench.run(quick="--quick" in only)
+        path = write_result("pages", result)
         print(json.dumps(result, indent=2))
         print(f"wrote {path}", file=sys.stderr)
     return 0

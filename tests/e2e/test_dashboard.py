@@ -150,7 +150,7 @@ def test_an_investigation_created_through_the_api_appears_with_its_hits(
     hits = page.locator("#hits tbody tr")
     expect(hits).to_have_count(3)
     # Sorting by mailbox swaps the table in place and puts the address in the URL.
-    page.locator("#hits").get_by_role("link", name="Mailbox").click()
+    page.locator("#hits").get_by_role("link", name="Mailbox", exact=True).click()
     expect(page).to_have_url(re.compile(r"sort=mailbox"))
     expect(hits.nth(0)).to_contain_text("alice@contoso.com")
     expect(hits.nth(2)).to_contain_text("erin@contoso.com")
@@ -294,7 +294,7 @@ def test_hostile_email_is_shown_as_text_and_never_runs(
         assert page.evaluate("typeof window.__pwned") == "undefined", path
     # The hits table as htmx swaps it in.
     page.goto(f"/investigations/{investigation_id}")
-    page.locator("#hits").get_by_role("link", name="Sender").click()
+    page.locator("#hits").get_by_role("link", name="Sender", exact=True).click()
     expect(page).to_have_url(re.compile(r"sort=sender"))
     page.wait_for_load_state("networkidle")
     hits = page.locator("#hits tbody tr")

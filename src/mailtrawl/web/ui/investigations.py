@@ -9,11 +9,13 @@ full pages include, served by their own GET routes.
 
 from __future__ import annotations
 
+import html
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, get_args
 
+import nh3
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,17 +26,28 @@ from starlette.datastructures import FormData
 
 from mailtrawl.audit import service as audit_service
 from mailtrawl.configurations import service as configurations_service
-from mailtrawl.errors import MailtrawlError
+from mailtrawl.configurations.connection import open_provider
+from mailtrawl.configurations.service import credential_of
+from mailtrawl.core.mail import FetchedMessage, MailboxRef, MessageParts, MessageRef
+from mailtrawl.errors import MailtrawlError, NotFound, ProviderError
 from mailtrawl.investigations import service as investigations_service
-from mailtrawl.investigations.models import FINISHED, InvestigationStatus
+from mailtrawl.investigations.models import (
+    FINISHED,
+    Investigation,
+    InvestigationHit,
+    InvestigationStatus,
+)
 from mailtrawl.investigations.query import QueryError, parse_query
 from mailtrawl.investigations.schemas import HitSort, InvestigationCreate, InvestigationView
+from mailtrawl.providers.base import Provider
 from mailtrawl.remediation import service as remediation_service
 from mailtrawl.remediation.models import ACTION_FINISHED
 from mailtrawl.remediation.notice import NoticeTemplateError
 from mailtrawl.remediation.schemas import ActionCreate, Preview, RestoreCreate, Selection
 from mailtrawl.storage.engine import write_session
+from mailtrawl.storage.models import MailConfiguration
 from mailtrawl.web.deps import AppContext, Caller, context, db_session
+from mailtrawl.web.ui import preview as message_preview
 from mailtrawl.web.ui.auth import Who, same_origin
 from mailtrawl.web.ui.forms import field as form_field
 from mailtrawl.web.ui.forms import read_form
@@ -634,6 +647,198 @@ def investigation_actions(request: Request, who: Who, db: Db, investigation_id: 
         return redirect
     view = _investigation(db, investigation_id)
     return page(request, who, "investigations/_actions.html", _actions_context(db, view))
+
+
+# Message preview ------------------------------------------------------------------------------
+# Reading mail is sensitive: every fetched body is audited (`message.preview`). What the
+# attacker wrote is escaped on the page; the body is sanitised by `preview.py` and served as
+# its own scriptless document (preview CSP), framed by `<iframe sandbox>` without allow-*.
+
+PREVIEW_FORMATS = ("html", "text")
+GONE = (
+    "This message is no longer where the investigation found it: it was moved or deleted "
+    "(or purged) since. Run the investigation again to find where it is now."
+)
+
+
+@dataclass(frozen=True)
+class _HitSource:
+    """A hit and what fetching it needs (read in one short transaction)."""
+
+    view: InvestigationView
+    hit: InvestigationHit
+    configuration: MailConfiguration | None
+
+
+def _hit_source(db: Session, investigation_id: str, hit_id: str) -> _HitSource:
+    view = _investigation(db, investigation_id)
+    try:
+        key = uuid.UUID(hit_id)
+    except ValueError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such found message.") from None
+    hit = db.get(InvestigationHit, key)
+    if hit is None or hit.investigation_id != view.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such found message here.")
+    record = db.get(Investigation, view.id)
+    configuration = (
+        db.get(MailConfiguration, record.configuration_id)
+        if record is not None and record.configuration_id is not None
+        else None
+    )
+    if configuration is not None:
+        db.expunge(configuration)
+    db.expunge(hit)
+    return _HitSource(view, hit, configuration)
+
+
+def _message_ref(hit: InvestigationHit) -> MessageRef:
+    return MessageRef(
+        mailbox=MailboxRef(id=hit.mailbox_id, upn=hit.mailbox_upn, mail=hit.mailbox_upn),
+        message_id=hit.message_id,
+        immutable_id=hit.message_id,
+        folder_id=hit.folder_id,
+        folder_name=hit.folder,
+        internet_message_id=hit.internet_message_id or None,
+    )
+
+
+def open_message_provider(ctx: AppContext, configuration: MailConfiguration) -> Provider:
+    """The provider of the hit's configuration, as the worker opens it (tests replace this)."""
+    return open_provider(configuration, credential_of(ctx.box, configuration))
+
+
+async def _fetch_body(
+    ctx: AppContext, configuration: MailConfiguration, ref: MessageRef, body_format: str
+) -> FetchedMessage:
+    provider = open_message_provider(ctx, configuration)
+    async with provider:
+        return await provider.fetch(
+            ref,
+            MessageParts.BODY,
+            body_format="text" if body_format == "text" else "html",
+        )
+
+
+def _as_text(fetched: FetchedMessage) -> str:
+    body = fetched.body
+    if body is None:
+        return ""
+    if body.content_type == "text":
+        return body.content
+    # The platform gave HTML although text was asked for: drop every tag, keep the words.
+    return html.unescape(nh3.clean(body.content[: message_preview.MAX_PREVIEW_CHARS], tags=set()))
+
+
+def _text_document(text: str) -> str:
+    return f"<pre>{html.escape(text, quote=True)}</pre>"
+
+
+def _notice_response(sentence: str, status_code: int) -> Response:
+    answer = message_preview.preview_response(f"<p><strong>{html.escape(sentence)}</strong></p>")
+    answer.status_code = status_code
+    return answer
+
+
+def _audit_preview(
+    ctx: AppContext,
+    request: Request,
+    who: Caller,
+    source: _HitSource,
+    body_format: str,
+    outcome: str,
+) -> None:
+    hit = source.hit
+    with write_session(ctx.sessions) as db:
+        audit_service.record(
+            db,
+            actor=who.username,
+            role=who.role.value,
+            source_ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+            operation="message.preview",
+            entity_type="message",
+            entity_id=str(hit.id),
+            after={
+                "investigation": str(source.view.id),
+                "hit": str(hit.id),
+                "mailbox": hit.mailbox_upn,
+                "message_id": hit.message_id,
+                "internet_message_id": hit.internet_message_id,
+                "subject": hit.subject[:500],
+                "format": body_format,
+            },
+            outcome=outcome,
+        )
+
+
+@router.get("/investigations/{investigation_id}/hits/{hit_id}", response_class=HTMLResponse)
+def hit_preview(
+    request: Request,
+    who: Who,
+    db: Db,
+    investigation_id: str,
+    hit_id: str,
+    format_: Annotated[str, Query(alias="format")] = "html",
+) -> HTMLResponse:
+    """One found message: its metadata (escaped) and its body in a sandboxed frame."""
+    ensure(who.role, "investigation.read")
+    source = _hit_source(db, investigation_id, hit_id)
+    body_format = format_ if format_ in PREVIEW_FORMATS else "html"
+    names = [n for n in source.hit.attachment_names.split("; ") if n.strip()]
+    return page(
+        request,
+        who,
+        "investigations/preview.html",
+        {
+            "investigation": source.view,
+            "hit": investigations_service.hit_view(source.hit),
+            "attachments": names,
+            "body_format": body_format,
+        },
+    )
+
+
+@router.get("/investigations/{investigation_id}/hits/{hit_id}/body")
+async def hit_preview_body(
+    request: Request,
+    who: Who,
+    ctx: Ctx,
+    investigation_id: str,
+    hit_id: str,
+    format_: Annotated[str, Query(alias="format")] = "html",
+) -> Response:
+    """The message body, fetched now from the mailbox and sanitised (see `preview.py`)."""
+    ensure(who.role, "investigation.read")
+    body_format = format_ if format_ in PREVIEW_FORMATS else "html"
+
+    def load() -> _HitSource:
+        with ctx.sessions.begin() as db:
+            return _hit_source(db, investigation_id, hit_id)
+
+    source = await run_in_threadpool(load)
+    if source.configuration is None:
+        return _notice_response(
+            "The investigation's mail configuration was removed, so the message cannot be fetched.",
+            status.HTTP_409_CONFLICT,
+        )
+    try:
+        fetched = await _fetch_body(
+            ctx, source.configuration, _message_ref(source.hit), body_format
+        )
+    except NotFound:
+        await run_in_threadpool(_audit_preview, ctx, request, who, source, body_format, "not_found")
+        return _notice_response(GONE, status.HTTP_404_NOT_FOUND)
+    except (ProviderError, MailtrawlError) as exc:
+        await run_in_threadpool(_audit_preview, ctx, request, who, source, body_format, "failed")
+        return _notice_response(
+            f"The message could not be fetched from the mail platform: {exc.message}",
+            status.HTTP_502_BAD_GATEWAY,
+        )
+    await run_in_threadpool(_audit_preview, ctx, request, who, source, body_format, "ok")
+    body = fetched.body
+    if body_format == "text" or body is None or body.content_type == "text":
+        return message_preview.preview_response(_text_document(_as_text(fetched)))
+    return message_preview.preview_response(body.content)
 
 
 # Stop and duplicate -----------------------------------------------------------------------------
