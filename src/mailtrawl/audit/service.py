@@ -13,9 +13,7 @@ refuses whatever slips through.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from mailtrawl.audit.models import AuditEntry
 from mailtrawl.audit.schemas import AuditEntryView, AuditPage
+from mailtrawl.core.export import plain_cell, stream_rows
 from mailtrawl.storage.base import utcnow
 
 GENESIS_HASH = "0" * 64
@@ -258,9 +257,7 @@ def list_entries(
 def _csv_cell(value: Any) -> str:
     if isinstance(value, dict | list):
         value = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    text_value = "" if value is None else str(value)
-    # Spreadsheets run cells that start with these as formulas: hostile values must not.
-    return "'" + text_value if text_value[:1] in ("=", "+", "-", "@", "\t", "\r") else text_value
+    return plain_cell(value)
 
 
 def export(session: Session, fmt: Literal["jsonl", "csv"]) -> Iterator[bytes]:
@@ -269,22 +266,13 @@ def export(session: Session, fmt: Literal["jsonl", "csv"]) -> Iterator[bytes]:
         raise ValueError("export format must be jsonl or csv")
     query = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=EXPORT_CHUNK)
 
-    def generate() -> Iterator[bytes]:
-        if fmt == "csv":
-            buffer = io.StringIO()
-            csv.writer(buffer).writerow(EXPORT_FIELDS)
-            yield buffer.getvalue().encode()
+    def rows() -> Iterator[dict[str, Any]]:
         for entry in session.scalars(query):
             row = to_view(entry).model_dump(mode="json")
             session.expunge(entry)
-            if fmt == "csv":
-                buffer = io.StringIO()
-                csv.writer(buffer).writerow([_csv_cell(row[name]) for name in EXPORT_FIELDS])
-                yield buffer.getvalue().encode()
-            else:
-                yield orjson.dumps(row) + b"\n"
+            yield row
 
-    return generate()
+    return stream_rows(rows(), EXPORT_FIELDS, fmt, cell=_csv_cell)
 
 
 __all__ = [

@@ -7,18 +7,16 @@ the work happens in the job queue (`mailtrawl.investigations.engine`).
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from mailtrawl.configurations.service import get_configuration
+from mailtrawl.core.export import plain_cell, stream_rows
 from mailtrawl.errors import MailtrawlError
 from mailtrawl.investigations.engine import PLAN_JOB, eta_seconds
 from mailtrawl.investigations.models import (
@@ -406,18 +404,10 @@ EXPORT_FIELDS = (
 )
 
 
-def _export_row(hit: InvestigationHit) -> dict[str, Any]:
-    view = hit_view(hit).model_dump(mode="json")
-    row = {name: view[name] for name in EXPORT_FIELDS}
-    return row
-
-
 def _csv_cell(value: Any) -> str:
     if isinstance(value, list):
         value = "; ".join(str(v) for v in value)
-    text = "" if value is None else str(value)
-    # Spreadsheets run cells that start with these as formulas: hostile subjects must not.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return plain_cell(value)
 
 
 def export_hits(session: Session, *, ref: str | uuid.UUID, fmt: str) -> Iterator[bytes]:
@@ -432,25 +422,5 @@ def export_hits(session: Session, *, ref: str | uuid.UUID, fmt: str) -> Iterator
         .execution_options(yield_per=EXPORT_CHUNK)
     )
 
-    def generate() -> Iterator[bytes]:
-        first = True
-        if fmt == "csv":
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(EXPORT_FIELDS)
-            yield buffer.getvalue().encode()
-        else:
-            yield b"["
-        for hit in session.scalars(query):
-            row = _export_row(hit)
-            if fmt == "csv":
-                buffer = io.StringIO()
-                csv.writer(buffer).writerow([_csv_cell(row[k]) for k in EXPORT_FIELDS])
-                yield buffer.getvalue().encode()
-            else:
-                yield (b"" if first else b",") + b"\n" + orjson.dumps(row)
-            first = False
-        if fmt == "json":
-            yield b"\n]\n"
-
-    return generate()
+    rows = (hit_view(hit).model_dump(mode="json") for hit in session.scalars(query))
+    return stream_rows(rows, EXPORT_FIELDS, "csv" if fmt == "csv" else "json", cell=_csv_cell)

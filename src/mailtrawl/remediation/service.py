@@ -9,8 +9,6 @@ what runs. Execution is `remediation.engine`.
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailtrawl.audit import service as audit
 from mailtrawl.config import Settings
+from mailtrawl.core.export import stream_rows
 from mailtrawl.errors import MailtrawlError
 from mailtrawl.investigations.models import Investigation, InvestigationHit
 from mailtrawl.investigations.service import get_investigation
@@ -766,12 +764,6 @@ def list_items(
     )
 
 
-def _csv_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    # Spreadsheets run cells that start with these as formulas: hostile subjects must not.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def export_items(session: Session, *, ref: str | uuid.UUID, fmt: str) -> Iterator[bytes]:
     """Every receipt of an action as CSV or JSON, streamed in chunks."""
     action = get_action(session, ref=ref)
@@ -783,28 +775,8 @@ def export_items(session: Session, *, ref: str | uuid.UUID, fmt: str) -> Iterato
         .execution_options(yield_per=EXPORT_CHUNK)
     )
 
-    def generate() -> Iterator[bytes]:
-        first = True
-        if fmt == "csv":
-            buffer = io.StringIO()
-            csv.writer(buffer).writerow(EXPORT_FIELDS)
-            yield buffer.getvalue().encode()
-        else:
-            yield b"["
-        for item in session.scalars(query):
-            row = item_view(item).model_dump(mode="json")
-            row = {name: row[name] for name in EXPORT_FIELDS}
-            if fmt == "csv":
-                buffer = io.StringIO()
-                csv.writer(buffer).writerow([_csv_cell(row[k]) for k in EXPORT_FIELDS])
-                yield buffer.getvalue().encode()
-            else:
-                yield (b"" if first else b",") + b"\n" + orjson.dumps(row)
-            first = False
-        if fmt == "json":
-            yield b"\n]\n"
-
-    return generate()
+    rows = (item_view(item).model_dump(mode="json") for item in session.scalars(query))
+    return stream_rows(rows, EXPORT_FIELDS, "csv" if fmt == "csv" else "json")
 
 
 # Vault retention ------------------------------------------------------------------------------
