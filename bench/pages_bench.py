@@ -1,7 +1,8 @@
 """Dashboard pages: server time of every page with 100,000 hits stored, against 1,000.
 
 One SQLite store per size holds one finished investigation with N hits (2,000 mailboxes,
-50 campaigns, realistic subjects and senders; rows inserted directly), a few remediation
+50 campaigns, realistic subjects and senders; stored in batches through hits.store_hits,
+as a scan stores them), a few remediation
 actions (one awaiting approval) and audit entries. The real application (`create_app`,
 no worker) answers through `fastapi.testclient.TestClient`, signed in as an administrator
 through the sign-in form. Each page is requested `REPEAT` times after one warm-up request;
@@ -26,14 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
 
 from mailtrawl.accounts.models import Role
 from mailtrawl.accounts.service import create_user
 from mailtrawl.audit import service as audit_service
 from mailtrawl.config import load_settings
-from mailtrawl.investigations.models import Investigation, InvestigationHit
+from mailtrawl.investigations.hits import store_hits
+from mailtrawl.investigations.models import Investigation
 from mailtrawl.remediation.models import RemediationAction
+from mailtrawl.storage.engine import refresh_statistics
 from mailtrawl.web.app import create_app
 
 TARGET_MS = 300.0
@@ -185,7 +187,8 @@ def _seed(client: TestClient, hits: int) -> uuid.UUID:
         db.flush()
         rows = _hit_rows(investigation_id, hits)
         for start in range(0, len(rows), 10_000):
-            db.execute(insert(InvestigationHit), rows[start : start + 10_000])
+            store_hits(db, rows[start : start + 10_000])
+    refresh_statistics(sessions)  # as the engine does when an investigation completes
     return investigation_id
 
 

@@ -14,6 +14,7 @@ from mailtrawl.accounts.models import Role
 from mailtrawl.audit import service as audit_service
 from mailtrawl.configurations import service as configurations_service
 from mailtrawl.configurations.schemas import ConfigurationCreate
+from mailtrawl.investigations.hits import store_hits
 from mailtrawl.investigations.models import Investigation, InvestigationHit
 from mailtrawl.remediation.models import RemediationAction, RemediationItem
 from tests.web.conftest import add_user, sign_in
@@ -59,25 +60,28 @@ def _investigation(
         )
         session.add(record)
         session.flush()
-        session.add_all(
-            InvestigationHit(
-                investigation_id=record.id,
-                mailbox_id=f"id-{i:03d}",
-                mailbox_upn=f"user{i:03d}@contoso.com",
-                message_id=f"m-{i}",
-                folder="junkemail" if i < junk else "inbox",
-                internet_message_id=f"<campaign-{i % 2}@evil.example>",
-                subject=HOSTILE if i == 0 else f"Verify {i}",
-                sender_address=PHISH,
-                sender_name="Helpdesk",
-                recipients=f"user{i:03d}@contoso.com",
-                received=start + timedelta(hours=i),
-                attachment_names="",
-                has_attachments=False,
-                matched=[f'from equals "{PHISH}"'],
-                found_at=start,
-            )
-            for i in range(hits)
+        store_hits(
+            session,
+            [
+                dict(
+                    investigation_id=record.id,
+                    mailbox_id=f"id-{i:03d}",
+                    mailbox_upn=f"user{i:03d}@contoso.com",
+                    message_id=f"m-{i}",
+                    folder="junkemail" if i < junk else "inbox",
+                    internet_message_id=f"<campaign-{i % 2}@evil.example>",
+                    subject=HOSTILE if i == 0 else f"Verify {i}",
+                    sender_address=PHISH,
+                    sender_name="Helpdesk",
+                    recipients=f"user{i:03d}@contoso.com",
+                    received=start + timedelta(hours=i),
+                    attachment_names="",
+                    has_attachments=False,
+                    matched=[f'from equals "{PHISH}"'],
+                    found_at=start,
+                )
+                for i in range(hits)
+            ],
         )
         return record.id
 

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from mailtrawl.accounts.models import Role
-from mailtrawl.investigations.models import Investigation, InvestigationHit
+from mailtrawl.investigations.hits import store_hits
+from mailtrawl.investigations.models import Investigation
 from mailtrawl.remediation import service as remediation
 from mailtrawl.remediation.schemas import ActionCreate
 from mailtrawl.web.ui.auth import safe_next
@@ -39,24 +40,27 @@ def _investigation(client: TestClient, *, hits: int, status: str = "completed") 
         )
         session.add(record)
         session.flush()
-        session.add_all(
-            InvestigationHit(
-                investigation_id=record.id,
-                mailbox_id=f"id-{i:03d}",
-                mailbox_upn=f"user{i:03d}@contoso.com",
-                message_id=f"m-{i}",
-                folder="junkemail" if i % 10 == 0 else "inbox",
-                internet_message_id="<x@b.example>",
-                subject=HOSTILE_SUBJECT if i == 7 else f"Parcel {i:03d}",
-                sender_address="a@b.example",
-                sender_name="Parcel Service",
-                received=start + timedelta(hours=i),
-                attachment_names="label.html",
-                has_attachments=True,
-                matched=['from equals "a@b.example"'],
-                found_at=start,
-            )
-            for i in range(hits)
+        store_hits(
+            session,
+            [
+                dict(
+                    investigation_id=record.id,
+                    mailbox_id=f"id-{i:03d}",
+                    mailbox_upn=f"user{i:03d}@contoso.com",
+                    message_id=f"m-{i}",
+                    folder="junkemail" if i % 10 == 0 else "inbox",
+                    internet_message_id="<x@b.example>",
+                    subject=HOSTILE_SUBJECT if i == 7 else f"Parcel {i:03d}",
+                    sender_address="a@b.example",
+                    sender_name="Parcel Service",
+                    received=start + timedelta(hours=i),
+                    attachment_names="label.html",
+                    has_attachments=True,
+                    matched=['from equals "a@b.example"'],
+                    found_at=start,
+                )
+                for i in range(hits)
+            ],
         )
         return record.id
 
@@ -229,7 +233,9 @@ def test_hits_are_paged_sorted_and_filtered_in_sql(
         s for s in statements if "FROM investigation_hits" in s and "count(" not in s.lower()
     ]
     assert hit_reads
-    assert all("LIMIT" in s for s in hit_reads), hit_reads
+    # A page's ids are found with a LIMIT; then only those rows are read.
+    assert all("LIMIT" in s or "investigation_hits.id IN (" in s for s in hit_reads), hit_reads
+    assert any("LIMIT" in s for s in hit_reads), hit_reads
 
     last = client.get(f"/investigations/{investigation_id}?offset=100")
     assert len(_rows(last.text)) == 20

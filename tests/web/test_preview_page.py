@@ -15,7 +15,8 @@ from mailtrawl.configurations import service as configurations_service
 from mailtrawl.configurations.schemas import ConfigurationCreate
 from mailtrawl.core.mail import Body, FetchedMessage, MessageMeta, MessageParts, MessageRef
 from mailtrawl.errors import NotFound, ProviderUnavailable
-from mailtrawl.investigations.models import Investigation, InvestigationHit
+from mailtrawl.investigations.hits import store_hits
+from mailtrawl.investigations.models import Investigation
 from mailtrawl.web.ui import investigations as ui_investigations
 from mailtrawl.web.ui.preview import PREVIEW_CSP
 from tests.web.conftest import add_user, sign_in
@@ -85,7 +86,9 @@ def _hit(client: TestClient) -> tuple[uuid.UUID, uuid.UUID]:
         )
         session.add(record)
         session.flush()
-        hit = InvestigationHit(
+        hit_id = uuid.uuid4()
+        hit = dict(
+            id=hit_id,
             investigation_id=record.id,
             mailbox_id="id-alice",
             mailbox_upn="alice@contoso.com",
@@ -102,9 +105,8 @@ def _hit(client: TestClient) -> tuple[uuid.UUID, uuid.UUID]:
             matched=["from equals"],
             found_at=datetime(2025, 3, 1, tzinfo=UTC),
         )
-        session.add(hit)
-        session.flush()
-        return record.id, hit.id
+        store_hits(session, [hit])
+        return record.id, hit_id
 
 
 def _previews(client: TestClient) -> list[AuditEntry]:

@@ -50,6 +50,7 @@ from mailtrawl.errors import (
     ProviderError,
     Throttled,
 )
+from mailtrawl.investigations.hits import store_hits
 from mailtrawl.investigations.matcher import (
     CompiledHunt,
     MessageView,
@@ -70,7 +71,7 @@ from mailtrawl.investigations.query import parse_query
 from mailtrawl.matching.mime import MailParseError, parse_email
 from mailtrawl.providers.base import Provider
 from mailtrawl.storage.base import utcnow
-from mailtrawl.storage.engine import write_session
+from mailtrawl.storage.engine import refresh_statistics, write_session
 from mailtrawl.tasks.models import Job, JobStatus
 from mailtrawl.tasks.queue import FailureHandler, JobContext, JobHandler, enqueue
 
@@ -468,6 +469,8 @@ class InvestigationEngine:
                 )
                 .values(status=InvestigationStatus.COMPLETED.value, finished_at=utcnow())
             )
+        # The dashboard's plans for this investigation's hits need fresh statistics.
+        refresh_statistics(self.session_factory)
 
     def known_folders(
         self, configuration_id: uuid.UUID, mailbox_ids: list[str]
@@ -529,7 +532,7 @@ class InvestigationEngine:
 
     def flush_hits(self, rows: list[dict[str, Any]]) -> None:
         with write_session(self.session_factory) as session:
-            insert_ignoring_duplicates(session, InvestigationHit.__table__, rows)
+            store_hits(session, rows)
 
     def mailboxes_finished(
         self,
@@ -543,9 +546,7 @@ class InvestigationEngine:
         scanned, so a job re-run after a crash never counts a mailbox twice.
         """
         with write_session(self.session_factory) as session:
-            insert_ignoring_duplicates(
-                session, InvestigationHit.__table__, [h for f in finished for h in f.hits]
-            )
+            store_hits(session, [h for f in finished for h in f.hits])
             counted = dict(
                 session.execute(
                     select(InvestigationHit.mailbox_id, func.count())

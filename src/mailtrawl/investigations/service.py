@@ -12,16 +12,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mailtrawl.configurations.service import get_configuration
 from mailtrawl.core.export import plain_cell, stream_rows
 from mailtrawl.errors import MailtrawlError
 from mailtrawl.investigations.engine import PLAN_JOB, eta_seconds
+from mailtrawl.investigations.hits import subject_key
 from mailtrawl.investigations.models import (
     FINISHED,
     Investigation,
+    InvestigationCampaign,
     InvestigationHit,
     InvestigationMailbox,
     InvestigationStatus,
@@ -202,7 +204,7 @@ _HIT_SORTS = {
     "received": InvestigationHit.received,
     "mailbox": InvestigationHit.mailbox_upn,
     "sender": InvestigationHit.sender_address,
-    "subject": InvestigationHit.subject,
+    "subject": InvestigationHit.subject_key,
     "folder": InvestigationHit.folder,
 }
 
@@ -211,7 +213,7 @@ def _limit(limit: int) -> int:
     return max(1, min(MAX_PAGE, limit))
 
 
-def _hits_query(
+def _hit_filters(
     investigation_id: uuid.UUID,
     *,
     mailbox: str | None = None,
@@ -221,28 +223,26 @@ def _hits_query(
     internet_message_id: str | None = None,
     received_after: datetime | None = None,
     received_before: datetime | None = None,
-) -> Select[Any]:
-    query = select(InvestigationHit).where(InvestigationHit.investigation_id == investigation_id)
+) -> list[ColumnElement[bool]]:
+    """WHERE terms over indexed columns (addresses and subject keys are stored lower-cased)."""
+    hits = InvestigationHit
+    terms: list[ColumnElement[bool]] = [hits.investigation_id == investigation_id]
     if mailbox:
-        query = query.where(func.lower(InvestigationHit.mailbox_upn) == mailbox.strip().lower())
+        terms.append(hits.mailbox_upn == mailbox.strip().lower())
     if folder:
-        query = query.where(InvestigationHit.folder == folder.strip().lower())
+        terms.append(hits.folder == folder.strip().lower())
     if sender:
-        query = query.where(func.lower(InvestigationHit.sender_address) == sender.strip().lower())
+        terms.append(hits.sender_address == sender.strip().lower())
     if subject:
-        pattern = (
-            "%"
-            + subject.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            + "%"
-        )
-        query = query.where(func.lower(InvestigationHit.subject).like(pattern, escape="\\"))
+        escaped = subject_key(subject).replace("\\", "\\\\").replace("%", "\\%")
+        terms.append(hits.subject_key.like("%" + escaped.replace("_", "\\_") + "%", escape="\\"))
     if internet_message_id:
-        query = query.where(InvestigationHit.internet_message_id == internet_message_id.strip())
+        terms.append(hits.internet_message_id == internet_message_id.strip())
     if received_after:
-        query = query.where(InvestigationHit.received >= received_after)
+        terms.append(hits.received >= received_after)
     if received_before:
-        query = query.where(InvestigationHit.received < received_before)
-    return query
+        terms.append(hits.received < received_before)
+    return terms
 
 
 def list_hits(
@@ -254,17 +254,28 @@ def list_hits(
     offset: int = 0,
     **filters: Any,
 ) -> Page[HitView]:
-    """One page of hits, filtered and sorted in the database (never every row)."""
+    """One page of hits, filtered and sorted in the database (never every row).
+
+    The page's ids are found first, in the sort's index alone (a deep offset skips index
+    entries, not table rows); only the page's rows are then read.
+    """
     record = get_investigation(session, ref=ref)
-    query = _hits_query(record.id, **filters)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    terms = _hit_filters(record.id, **filters)
+    hits = InvestigationHit
+    total = session.scalar(select(func.count(hits.id)).where(*terms)) or 0
     column = _HIT_SORTS.get(sort.lstrip("-"))
     if column is None:
         raise ValueError(f"cannot sort by '{sort}'; use one of {', '.join(_HIT_SORTS)}")
-    ordered = column.desc() if sort.startswith("-") else column.asc()
-    rows = session.scalars(
-        query.order_by(ordered, InvestigationHit.id).limit(_limit(limit)).offset(max(0, offset))
-    ).all()
+    # Ties are broken the way the sort's index is ordered (the folder's by date).
+    keys = [column, hits.received, hits.id] if column is hits.folder else [column, hits.id]
+    order = [k.desc() for k in keys] if sort.startswith("-") else [k.asc() for k in keys]
+    page_ids = (
+        select(hits.id).where(*terms).order_by(*order).limit(_limit(limit)).offset(max(0, offset))
+    )
+    ids = list(session.scalars(page_ids))
+    rows = (
+        session.scalars(select(hits).where(hits.id.in_(ids)).order_by(*order)).all() if ids else []
+    )
     return Page(total=total, offset=offset, limit=_limit(limit), items=[hit_view(h) for h in rows])
 
 
@@ -293,51 +304,33 @@ def hit_view(hit: InvestigationHit) -> HitView:
 def list_campaigns(
     session: Session, *, ref: str | uuid.UUID, limit: int = 100, offset: int = 0
 ) -> Page[CampaignView]:
-    """Hits grouped by Internet message id: one row per email, with its copies.
+    """Hits grouped by Internet message id: one row per email, with its copies, most first.
 
-    One pass in the order of `ix_investigation_hits_campaign` (which covers the grouping,
-    the counts, the dates and the sender); the number of campaigns comes with the rows (a window count), so the
-    GROUP BY is not run a second time for it.
+    Read from the counters kept by hits.store_hits (ix_investigation_campaigns_size), not
+    grouped at request time.
     """
     record = get_investigation(session, ref=ref)
-    hits = InvestigationHit
-    grouped = (
-        select(
-            hits.internet_message_id,
-            func.min(hits.subject),
-            func.min(hits.sender_address),
-            func.count(),
-            func.count(func.distinct(hits.mailbox_id)),
-            func.min(hits.received),
-            func.max(hits.received),
-            func.count().over(),
-        )
-        .where(hits.investigation_id == record.id)
-        .group_by(hits.internet_message_id)
-    )
-    found = session.execute(
-        grouped.order_by(func.count().desc(), hits.internet_message_id)
+    campaigns = InvestigationCampaign
+    where = campaigns.investigation_id == record.id
+    total = session.scalar(select(func.count()).where(where)) or 0
+    rows = session.scalars(
+        select(campaigns)
+        .where(where)
+        .order_by(campaigns.copies.desc(), campaigns.internet_message_id)
         .limit(_limit(limit))
         .offset(max(0, offset))
     ).all()
-    if found:
-        total = found[0][-1]
-    elif offset > 0:  # past the end: no row carries the count
-        total = session.scalar(select(func.count()).select_from(grouped.subquery())) or 0
-    else:
-        total = 0
-    rows = [row[:-1] for row in found]
     items = [
         CampaignView(
-            internet_message_id=imid,
-            subject=subject or "",
-            sender=sender or "",
-            copies=copies,
-            mailboxes=boxes,
-            first_received=_utc(first),
-            last_received=_utc(last),
+            internet_message_id=row.internet_message_id,
+            subject=row.subject,
+            sender=row.sender_address,
+            copies=row.copies,
+            mailboxes=row.mailboxes,
+            first_received=_utc(row.first_received),
+            last_received=_utc(row.last_received),
         )
-        for imid, subject, sender, copies, boxes, first, last in rows
+        for row in rows
     ]
     return Page(total=total, offset=offset, limit=_limit(limit), items=items)
 

@@ -146,6 +146,24 @@ def _writer_lock(engine: Engine) -> threading.Lock:
         return lock
 
 
+# Tables whose query plans depend on how their values are spread (the dashboard's hits table).
+STATISTICS_TABLES = ("investigation_hits", "investigation_campaigns")
+
+
+def refresh_statistics(sessions: sessionmaker[Session]) -> None:
+    """Let SQLite's planner know how values are spread, as PostgreSQL's autovacuum does.
+
+    Without statistics SQLite picks an index by its shape alone and can walk 100,000 hits in
+    sort order to find the fifty of one mailbox. Run after an investigation completes and
+    every hour; a full ANALYZE of 100,000 hits takes about 0.3 s. PostgreSQL: nothing to do.
+    """
+    with write_session(sessions) as session:
+        if session.get_bind().dialect.name != "sqlite":
+            return
+        for table in STATISTICS_TABLES:
+            session.execute(text(f"ANALYZE {table}"))
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory bound to `engine`; objects stay readable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +20,7 @@ from mailtrawl.investigations.engine import EngineSettings, InvestigationEngine,
 from mailtrawl.providers.base import Provider
 from mailtrawl.providers.retry import RetryPolicy
 from mailtrawl.remediation.engine import RemediationEngine, RemediationSettings
+from mailtrawl.storage.engine import refresh_statistics
 from mailtrawl.storage.models import MailConfiguration
 from mailtrawl.storage.secrets import SecretBox
 from mailtrawl.tasks.queue import DatabaseJobRunner
@@ -40,6 +42,7 @@ def provider_factory(
 
 
 VAULT_SWEEP_SECONDS = 3600.0
+STATISTICS_SECONDS = 3600.0  # query planner statistics (SQLite)
 
 
 def build_runner(
@@ -69,7 +72,10 @@ def build_runner(
         sessions,
         engine.handlers() | remediation.handlers(),
         on_failure=engine.failure_handlers() | remediation.failure_handlers(),
-        housekeeping=[(VAULT_SWEEP_SECONDS, remediation.sweep_vault)],
+        housekeeping=[
+            (VAULT_SWEEP_SECONDS, remediation.sweep_vault),
+            (STATISTICS_SECONDS, partial(refresh_statistics, sessions)),
+        ],
         concurrency=concurrency,
         poll_interval=poll_interval,
         lease=timedelta(seconds=lease_seconds),
