@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import emulator_bench, investigation_bench, pages_bench, remediation_bench
+from bench import (
+    analysis_bench,
+    emulator_bench,
+    investigation_bench,
+    pages_bench,
+    remediation_bench,
+)
 from bench.common import write_result
 
 
@@ -29,6 +35,11 @@ def main(argv: list[str]) -> int:
     if not only or "pages" in only:
         result = pages_bench.run(quick="--quick" in only)
         path = write_result("pages", result)
+        print(json.dumps(result, indent=2))
+        print(f"wrote {path}", file=sys.stderr)
+    if not only or "analysis" in only:
+        result = analysis_bench.run(quick="--quick" in only)
+        path = write_result("analysis", result)
         print(json.dumps(result, indent=2))
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ from mailtrawl.cli.emulator import emulator_app
 from mailtrawl.cli.investigate import investigate, investigations_app, worker
 from mailtrawl.cli.keys import keys_app
 from mailtrawl.cli.remediation import act, actions_app, approvals_app, restore, vault_app
+from mailtrawl.cli.reports import reports_app
 from mailtrawl.cli.serve import serve
 from mailtrawl.cli.tokens import tokens_app
 from mailtrawl.cli.users import users_app
@@ -42,6 +43,7 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(actions_app, name="actions")
 app.add_typer(vault_app, name="vault")
 app.add_typer(audit_app, name="audit")
+app.add_typer(reports_app, name="reports")
 
 
 def _version(value: bool) -> None:
