@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # The session cookie's Secure flag; unset means Secure except on plain http to a
     # loopback address (`mailtrawl serve` without a TLS proxy), where browsers would drop it.
     cookie_secure: bool | None = None
+    # The HTTPS URL at which Microsoft Graph reaches this server for change notifications
+    # (see docs/notifications.md); unset, continuous investigations poll only.
+    public_url: AnyHttpUrl | None = None
 
     @field_validator("home", mode="before")
     @classmethod

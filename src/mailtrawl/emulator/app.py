@@ -13,7 +13,7 @@ from mailtrawl.emulator import control, identity
 from mailtrawl.emulator.errors import AadError, GraphError
 
 # Importing the handler modules registers their routes on the shared router.
-from mailtrawl.emulator.graph import batch, delta, directory, mail, outlook  # noqa: F401
+from mailtrawl.emulator.graph import batch, delta, directory, mail, outlook, subscriptions  # noqa: F401
 from mailtrawl.emulator.graph.core import ConnectionReset, GraphRequest, dispatch, parse_query
 from mailtrawl.emulator.runtime import EmulatorState
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import hmac
 import secrets
@@ -20,6 +21,7 @@ import orjson
 
 from mailtrawl.emulator.certificates import certificate_from_pem
 from mailtrawl.emulator.graph.messages_json import iso
+from mailtrawl.emulator.graph.subscriptions import LIFECYCLE_EVENTS, control_json, hub_for
 from mailtrawl.emulator.mime import MimeError, message_from_parsed, parse_rfc822
 from mailtrawl.emulator.runtime import EmulatorState
 from mailtrawl.emulator.state import (
@@ -201,6 +203,7 @@ def deliver(
                     "subject": msg.subject,
                 }
             )
+    hub_for(state).poke()  # subscribers hear of it without waiting for the next look
     return {"delivered": delivered}
 
 
@@ -282,29 +285,42 @@ def handle(
         }
     if method == "POST" and route == "reset":
         state.reset()
+        hub_for(state).reset()
         return 200, {"reset": True}
     if route == "stats":
         if method == "GET":
-            return 200, state.stats.to_dict()
+            return 200, {**state.stats.to_dict(), "notifications": hub_for(state).stats.to_dict()}
         if method == "DELETE":
+            from mailtrawl.emulator.graph.subscriptions import DeliveryStats
             from mailtrawl.emulator.runtime import Stats
 
             state.stats = Stats()
+            hub_for(state).stats = DeliveryStats()
             return 200, {"reset": True}
     if route == "settings":
+        hub = hub_for(state)
         if method == "GET":
-            return 200, state.settings.to_dict()
+            return 200, {**state.settings.to_dict(), "notifications": hub.settings.to_dict()}
         if method == "PATCH":
+            changes = _json(body)
+            if not isinstance(changes, dict):
+                raise ControlError(400, "expected an object of settings")
             try:
-                state.settings.update(_json(body))
+                # Checked first, so that a bad value changes nothing.
+                notifications = copy.deepcopy(hub.settings)
+                notifications.update(changes.get("notifications", {}))
+                state.settings.update({k: v for k, v in changes.items() if k != "notifications"})
             except ValueError as exc:
                 raise ControlError(400, str(exc)) from exc
-            if "faults" in _json(body) and "seed" in _json(body)["faults"]:
+            hub.settings = notifications
+            if "faults" in changes and "seed" in changes["faults"]:
                 import random
 
                 state.rng = random.Random(state.settings.faults.seed)
             state.store.cache_size = state.settings.mailbox_cache_size
-            return 200, state.settings.to_dict()
+            return 200, {**state.settings.to_dict(), "notifications": hub.settings.to_dict()}
+    if parts and parts[0] == "subscriptions":
+        return _subscriptions(state, method, parts[1:], _json(body))
     if method == "POST" and route == "deliver":
         content_type = headers.get("content-type", "")
         if content_type.startswith("message/rfc822"):
@@ -386,6 +402,40 @@ def handle(
         tenant.access_policies = policies
         return 200, {"policies": len(policies)}
     raise ControlError(404, f"no control endpoint {method} /_emulator/{route}")
+
+
+def _subscriptions(
+    state: EmulatorState, method: str, parts: list[str], payload: Any
+) -> tuple[int, Any]:
+    """Inspect Graph subscriptions and steer their delivery (lifecycle events, pauses)."""
+    hub = hub_for(state)
+    if not parts and method == "GET":
+        return 200, {"value": [control_json(state, s) for s in hub.subscriptions.values()]}
+    sub = hub.subscriptions.get(parts[0]) if parts else None
+    if sub is None:
+        raise ControlError(404, "no such subscription")
+    action = parts[1] if len(parts) == 2 else None
+    if len(parts) == 1 and method == "GET":
+        return 200, control_json(state, sub)
+    if action == "lifecycle" and method == "POST":
+        event = payload.get("event") if isinstance(payload, dict) else None
+        if event not in LIFECYCLE_EVENTS:
+            raise ControlError(400, f"event must be one of {', '.join(LIFECYCLE_EVENTS)}")
+        if not hub.lifecycle(sub, event):
+            raise ControlError(409, "the subscription has no lifecycleNotificationUrl")
+        if event == "subscriptionRemoved":
+            hub.remove(sub.id)
+        return 200, {"queued": event, "removed": event == "subscriptionRemoved"}
+    if action in ("pause", "resume") and method == "POST":
+        # A paused subscription drops its notifications (counted), as a lost delivery would.
+        sub.paused = action == "pause"
+        return 200, control_json(state, sub)
+    if action == "expire" and method == "POST":
+        sub.expires = state.now() - timedelta(seconds=1)
+        hub.remove(sub.id)
+        hub.stats.expired += 1
+        return 200, {"expired": sub.id}
+    raise ControlError(404, "no such subscription endpoint")
 
 
 def _certificate(pem: str) -> Certificate:

@@ -165,6 +165,33 @@ class EmulatorProcess:
     def settings(self, **changes: Any) -> dict[str, Any]:
         return dict(self.control("PATCH", "/settings", changes))
 
+    # Change notifications (Graph subscriptions) ----------------------------------------
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """Every live subscription, with its mailbox, folder and delivery state."""
+        return list(self.control("GET", "/subscriptions")["value"])
+
+    def lifecycle_event(self, subscription_id: str, event: str) -> dict[str, Any]:
+        """Send `missed`, `reauthorizationRequired` or `subscriptionRemoved` (which deletes)."""
+        return dict(
+            self.control("POST", f"/subscriptions/{subscription_id}/lifecycle", {"event": event})
+        )
+
+    def pause_notifications(self, subscription_id: str, paused: bool = True) -> dict[str, Any]:
+        """Drop (or resume) a subscription's change notifications, to create a gap."""
+        action = "pause" if paused else "resume"
+        return dict(self.control("POST", f"/subscriptions/{subscription_id}/{action}"))
+
+    def expire_subscription(self, subscription_id: str) -> None:
+        self.control("POST", f"/subscriptions/{subscription_id}/expire")
+
+    def notification_stats(self) -> dict[str, int]:
+        """Delivery counters: delivered, retried, failed, dropped, requests, ..."""
+        return dict(self.stats()["notifications"])
+
+    def expire_delta(self, mailboxes: list[str] | None = None) -> None:
+        """Expire delta tokens (of these mailboxes' folders, or all): the next read answers 410."""
+        self.control("POST", "/delta/expire", {} if mailboxes is None else {"mailboxes": mailboxes})
+
     def token(self, client_id: str | None = None, secret: str | None = None) -> str:
         """An access token by a plain client-credentials request (tests of Graph, not of msal)."""
         with self.client() as client:

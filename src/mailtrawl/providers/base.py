@@ -50,6 +50,7 @@ class Capabilities:
     mime: bool  # the raw message is available
     max_concurrency_per_mailbox: int
     max_page_size: int
+    notifications: bool = False  # push notifications of new mail (webhooks) besides polling
 
 
 class CategoryChange(enum.StrEnum):

@@ -37,6 +37,7 @@ _CAPABILITIES: dict[str, Capabilities] = {
         mime=True,
         max_concurrency_per_mailbox=4,
         max_page_size=1000,
+        notifications=True,
     )
 }
 

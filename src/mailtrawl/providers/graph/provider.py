@@ -82,6 +82,14 @@ from mailtrawl.providers.graph.query import (
     select_clause,
     translate,
 )
+from mailtrawl.providers.graph.subscriptions import (
+    GraphSubscription,
+    create_subscription,
+    delete_subscription,
+    list_subscriptions,
+    reauthorize_subscription,
+    renew_subscription,
+)
 from mailtrawl.providers.retry import RetryPolicy
 
 # The four application permissions mailtrawl asks for, and what each endpoint needs of them.
@@ -448,6 +456,7 @@ class GraphProvider:
             mime=True,
             max_concurrency_per_mailbox=settings.mailbox_concurrency,
             max_page_size=1000,
+            notifications=True,
         )
 
     def __repr__(self) -> str:
@@ -1437,6 +1446,49 @@ class GraphProvider:
             removed=tuple(removed),
             cursor=next_cursor,
             initial=cursor is None,
+        )
+
+    # Change notifications (Graph subscriptions) -----------------------------------------
+
+    async def subscribe(
+        self,
+        mailbox: MailboxRef,
+        folder: str | None,
+        notification_url: str,
+        lifecycle_url: str | None,
+        client_state: str,
+        expires_at: datetime,
+    ) -> GraphSubscription:
+        """Ask Graph to notify `notification_url` of changes to the messages in `folder`."""
+        self._authorize(mailbox)
+        return await create_subscription(
+            self.client,
+            mailbox_id=mailbox.id,
+            folder=folder,
+            notification_url=notification_url,
+            lifecycle_url=lifecycle_url,
+            client_state=client_state,
+            expires_at=expires_at,
+        )
+
+    async def renew_subscription(
+        self, subscription: GraphSubscription, expires_at: datetime
+    ) -> GraphSubscription:
+        """Extend (and reauthorize) a subscription; `NotFound` when Graph removed it."""
+        return await renew_subscription(self.client, subscription, expires_at)
+
+    async def reauthorize_subscription(self, subscription: GraphSubscription) -> None:
+        await reauthorize_subscription(self.client, subscription)
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        """Delete a subscription; False when Graph had already dropped it."""
+        return await delete_subscription(self.client, subscription_id)
+
+    async def list_subscriptions(
+        self, mailbox: MailboxRef | None = None
+    ) -> list[GraphSubscription]:
+        return await list_subscriptions(
+            self.client, mailbox_id=mailbox.id if mailbox is not None else None
         )
 
     # Categories and messages -------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Continuous investigations: delta cursors, scheduling and Graph change notifications."""
