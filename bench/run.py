@@ -11,6 +11,7 @@ from bench import (
     investigation_bench,
     pages_bench,
     remediation_bench,
+    watch_bench,
 )
 from bench.common import write_result
 
@@ -35,6 +36,11 @@ def main(argv: list[str]) -> int:
     if not only or "pages" in only:
         result = pages_bench.run(quick="--quick" in only)
         path = write_result("pages", result)
+        print(json.dumps(result, indent=2))
+        print(f"wrote {path}", file=sys.stderr)
+    if not only or "watch" in only:
+        result = watch_bench.run(quick="--quick" in only)
+        path = write_result("watch", result)
         print(json.dumps(result, indent=2))
         print(f"wrote {path}", file=sys.stderr)
     if not only or "analysis" in only:

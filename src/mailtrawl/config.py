@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     # The HTTPS URL at which Microsoft Graph reaches this server for change notifications
     # (see docs/notifications.md); unset, continuous investigations poll only.
     public_url: AnyHttpUrl | None = None
+    # Continuous investigations (docs/continuous.md). How often each watched mailbox is read
+    # (halved for a mailbox with a recent hit; with notifications this is the backstop),
+    # the share of each mailbox's Graph budget (10,000 requests / 10 minutes) polling may
+    # use at most, which folders are read, and how often scopes are resolved again.
+    monitor_poll_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
+    monitor_backstop_seconds: float = Field(default=900.0, ge=10.0, le=86_400.0)
+    monitor_budget_share: float = Field(default=0.05, gt=0.0, le=0.5)
+    monitor_folders: list[str] = Field(default_factory=lambda: ["inbox", "junkemail"])
+    monitor_directory_refresh_seconds: float = Field(default=900.0, ge=5.0, le=86_400.0)
 
     @field_validator("home", mode="before")
     @classmethod

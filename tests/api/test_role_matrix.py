@@ -70,6 +70,38 @@ EXPECTED: dict[tuple[str, str], str | Role] = {
     ("GET", "/api/v1/audit"): ADM,
     ("GET", "/api/v1/audit/verify"): ADM,
     ("GET", "/api/v1/audit/export"): ADM,
+    # Runtime settings: analysts read the rules they act within; administrators change them.
+    ("GET", "/api/v1/settings"): A,
+    ("PATCH", "/api/v1/settings"): ADM,
+    # Reported emails. Submitting also admits reporter tokens (tests/reports/test_api.py).
+    ("POST", "/api/v1/reports"): A,
+    ("GET", "/api/v1/reports"): V,
+    ("GET", "/api/v1/reports/{case_id}"): V,
+    ("PATCH", "/api/v1/reports/{case_id}"): A,
+    ("POST", "/api/v1/reports/{case_id}/verdict"): A,
+    ("POST", "/api/v1/reports/{case_id}/notes"): A,
+    ("POST", "/api/v1/reports/{case_id}/reanalyse"): A,
+    ("POST", "/api/v1/reports/{case_id}/notify"): A,
+    # A malware sample, even zipped with a password: not for viewers.
+    ("GET", "/api/v1/reports/{case_id}/attachments/{sha256}"): A,
+    ("GET", "/api/v1/reports/clusters"): V,
+    ("GET", "/api/v1/reports/clusters/{cluster_id}"): V,
+    ("POST", "/api/v1/reports/clusters/{cluster_id}/actions"): A,
+    # What the analysis trusts and who may submit: administrators.
+    ("GET", "/api/v1/reports/settings"): ADM,
+    ("PATCH", "/api/v1/reports/settings"): ADM,
+    ("GET", "/api/v1/reports/templates"): ADM,
+    ("PUT", "/api/v1/reports/templates/{verdict}"): ADM,
+    ("DELETE", "/api/v1/reports/templates/{verdict}"): ADM,
+    ("GET", "/api/v1/reports/intel-lists"): ADM,
+    ("POST", "/api/v1/reports/intel-lists"): ADM,
+    ("DELETE", "/api/v1/reports/intel-lists/{list_id}"): ADM,
+    ("GET", "/api/v1/reports/yara-rules"): ADM,
+    ("POST", "/api/v1/reports/yara-rules"): ADM,
+    ("DELETE", "/api/v1/reports/yara-rules/{rule_id}"): ADM,
+    ("GET", "/api/v1/reports/reporter-tokens"): ADM,
+    ("POST", "/api/v1/reports/reporter-tokens"): ADM,
+    ("DELETE", "/api/v1/reports/reporter-tokens/{token_id}"): ADM,
 }
 
 SAFE = {"GET", "HEAD", "OPTIONS"}

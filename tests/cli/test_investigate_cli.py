@@ -147,3 +147,51 @@ def test_hunt_file_explain_and_errors(configured: Path) -> None:
     code, out = _run("investigate", "--config", "nope", "--from", SENDER)
     assert code == 1
     assert "No mail configuration" in out
+
+
+def test_investigate_with_a_duration_then_watch(configured: Path) -> None:
+    code, out = _run(
+        "investigate",
+        "--config",
+        "contoso",
+        "--from",
+        SENDER,
+        "--user",
+        "alice@contoso.com",
+        "--duration",
+        "24h",
+        "--action",
+        "junk",
+    )
+    assert code == 0, out
+    assert "active until" in out
+    assert "`mailtrawl watch`" in out
+    code, out = _run("watch", "--json")
+    assert code == 0, out
+    status = json.loads(out)
+    (active,) = status["active"]
+    assert (active["duration"], active["action"], active["configuration"]) == (
+        "24h",
+        "junk",
+        "contoso",
+    )
+    assert active["active_until"]
+    assert status["notifications"] is False
+    assert status["poll_seconds"] == 60
+    code, out = _run("watch", "--once")
+    assert code == 0, out
+    assert "Active investigations: 1" in out
+    assert "action junk" in out
+    # Stopping ends the watch at once.
+    code, out = _run("investigations", "stop", active["id"])
+    assert code == 0, out
+    assert json.loads(_run("watch", "--json")[1])["active"] == []
+
+
+def test_bad_durations_are_explained(configured: Path) -> None:
+    code, out = _run("investigate", "--config", "contoso", "--from", SENDER, "--duration", "soon")
+    assert code != 0
+    assert "'soon' is not a duration" in out
+    code, out = _run("investigate", "--config", "contoso", "--from", SENDER, "--action", "purge")
+    assert code != 0
+    assert "an automatic action needs a duration" in out

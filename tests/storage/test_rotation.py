@@ -43,11 +43,14 @@ def _only(key: SecretKey) -> SecretBox:
     return SecretBox(KeyRing(keys=(key,), source="environment"))
 
 
-def test_the_credential_column_is_found() -> None:
+def test_every_encrypted_column_is_found() -> None:
     found = {(c.table.name, c.column.name, c.purpose) for c in encrypted_columns()}
     assert found == {
         ("mail_configurations", "credential_encrypted", CREDENTIAL_PURPOSE),
         ("vault_entries", "mime", VAULT_PURPOSE),
+        # Reported emails: the raw message and the online engines' keys.
+        ("report_cases", "raw", "report-raw"),
+        ("report_settings", "secrets_encrypted", "report-settings-secrets"),
     }
 
 

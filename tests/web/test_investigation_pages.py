@@ -623,3 +623,44 @@ def test_hostile_values_are_escaped_on_every_investigation_page(client: TestClie
         assert not re.search(r"<script(?![^>]*\bsrc=)", text)
         assert " style=" not in text
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in pages[0]
+
+
+def test_a_duration_and_an_action_make_it_active_with_a_badge_until_stopped(
+    client: TestClient,
+) -> None:
+    csrf = _analyst(client)
+    _configuration(client)
+    form = client.get("/investigations/new").text
+    assert '<select id="i-duration" name="duration"' in form
+    assert 'value="continuous"' in form
+    assert '<select id="i-action" name="action"' in form
+
+    refused = client.post("/investigations/new", data=_form(csrf, action="junk"))
+    assert refused.status_code == 422
+    assert "an automatic action needs a duration" in refused.text
+    bad = client.post(
+        "/investigations/new", data=_form(csrf, duration="custom", duration_custom="soon")
+    )
+    assert bad.status_code == 422
+    assert "&#39;soon&#39; is not a duration" in bad.text
+
+    created = client.post(
+        "/investigations/new", data=_form(csrf, duration="continuous", action="junk")
+    )
+    assert created.status_code == 303, created.text
+    base = created.headers["location"]
+    page = client.get(base).text
+    assert '<span class="status watching" title="Active until stopped">continuous</span>' in page
+    assert 'data-stat="new-hits">0<' in page
+    listed = client.get("/investigations").text
+    assert ">continuous</span>" in listed
+    assert "then junk" in listed
+
+    custom = client.post(
+        "/investigations/new", data=_form(csrf, duration="custom", duration_custom="36h")
+    )
+    assert "active until" in client.get(custom.headers["location"]).text
+
+    stopped = client.post(f"{base}/stop", data={"csrf_token": csrf})
+    assert stopped.status_code == 303
+    assert "watch ended" in client.get(stopped.headers["location"]).text

@@ -185,8 +185,18 @@ def investigate(
         False, "--json", help="Print the investigation and its results as JSON."
     ),
     limit: int = typer.Option(10_000, "--limit", help="At most this many results with --json."),
+    duration: str | None = typer.Option(
+        None,
+        "--duration",
+        help="Keep acting on new mail after the search: 1h, 24h, 7d, … or 'continuous'.",
+    ),
+    action: str | None = typer.Option(
+        None,
+        "--action",
+        help="With --duration: warn, junk, trash, delete or purge each new copy found.",
+    ),
 ) -> None:
-    """Find every copy of an email across the mailboxes in scope."""
+    """Find every copy of an email across the mailboxes in scope (and keep watching)."""
     from mailtrawl.investigations.query import QueryError, load_hunt_file
 
     hunt_query: dict[str, Any] = {}
@@ -265,6 +275,8 @@ def investigate(
         background=background,
         as_json=as_json,
         limit=limit,
+        duration=duration,
+        action=action,
     )
 
 
@@ -307,6 +319,8 @@ def _run(
     background: bool,
     as_json: bool,
     limit: int,
+    duration: str | None = None,
+    action: str | None = None,
 ) -> None:
     from pydantic import ValidationError
 
@@ -318,7 +332,14 @@ def _run(
     with open_store() as store:
         try:
             data = InvestigationCreate.model_validate(
-                {"name": name[:200], "configuration": config, "scope": scope, "query": query}
+                {
+                    "name": name[:200],
+                    "configuration": config,
+                    "scope": scope,
+                    "query": query,
+                    "duration": duration,
+                    "action": action,
+                }
             )
         except ValidationError as exc:
             fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
@@ -327,7 +348,7 @@ def _run(
                 record = service.create_investigation(session, data=data, actor="cli")
             except QueryError as exc:
                 fail(_query_errors(exc))
-            except ConfigurationNotFound as exc:
+            except (ConfigurationNotFound, service.InvalidDuration) as exc:
                 fail(exc.message)
             investigation_id = record.id
             from mailtrawl.audit.service import record as audit_record
@@ -378,6 +399,16 @@ def _run(
                 )
             else:
                 _print_summary(view)
+                if view.watch is not None and view.watch.state == "active":
+                    until = (
+                        "until stopped"
+                        if view.watch.active_until is None
+                        else f"until {view.watch.active_until:%Y-%m-%d %H:%M} UTC"
+                    )
+                    typer.echo(
+                        f"  active {until}: new mail is judged while `mailtrawl serve` or "
+                        "`mailtrawl worker` runs; `mailtrawl watch` shows it"
+                    )
                 if view.progress.hits:
                     campaigns = service.list_campaigns(session, ref=investigation_id, limit=20)
                     typer.echo("Campaigns (by Internet message id):")

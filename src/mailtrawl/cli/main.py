@@ -16,8 +16,10 @@ from mailtrawl.cli.keys import keys_app
 from mailtrawl.cli.remediation import act, actions_app, approvals_app, restore, vault_app
 from mailtrawl.cli.reports import reports_app
 from mailtrawl.cli.serve import serve
+from mailtrawl.cli.settings import settings_app
 from mailtrawl.cli.tokens import tokens_app
 from mailtrawl.cli.users import users_app
+from mailtrawl.cli.watch import watch
 
 app = typer.Typer(
     name="mailtrawl",
@@ -37,6 +39,7 @@ app.command("serve")(serve)
 app.command("investigate")(investigate)
 app.add_typer(investigations_app, name="investigations")
 app.command("worker")(worker)
+app.command("watch")(watch)
 app.command("act")(act)
 app.command("restore")(restore)
 app.add_typer(approvals_app, name="approvals")
@@ -44,6 +47,7 @@ app.add_typer(actions_app, name="actions")
 app.add_typer(vault_app, name="vault")
 app.add_typer(audit_app, name="audit")
 app.add_typer(reports_app, name="reports")
+app.add_typer(settings_app, name="settings")
 
 
 def _version(value: bool) -> None:

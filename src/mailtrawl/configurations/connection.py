@@ -1,10 +1,20 @@
-"""The connection test of a stored configuration, run through its provider."""
+"""The connection test of a stored configuration, run through its provider.
+
+The test creates the warning category in the test mailbox, so it uses the category the
+warn action will use: the runtime settings' override when an administrator set one
+(`settings_store.effective_settings`), else the environment's default.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
+from mailtrawl.config import Settings, load_settings
 from mailtrawl.configurations.credentials import ClientCredential
 from mailtrawl.errors import ConfigError
 from mailtrawl.providers import registry
@@ -17,7 +27,11 @@ from mailtrawl.storage.models import CredentialKind, MailConfiguration
 
 
 def graph_settings(
-    record: MailConfiguration, credential: ClientCredential, *, retry: RetryPolicy | None = None
+    record: MailConfiguration,
+    credential: ClientCredential,
+    *,
+    retry: RetryPolicy | None = None,
+    warning_category: str | None = None,
 ) -> GraphSettings:
     """What the Microsoft 365 provider needs, from a stored configuration and its credential."""
     cred: ClientSecret | ClientCertificate
@@ -41,16 +55,39 @@ def graph_settings(
         test_mailbox=record.test_mailbox,
         authorized_domains=tuple(record.authorized_domains or ()),
     )
+    if warning_category:
+        settings = replace(settings, warning_category=warning_category)
     return settings if retry is None else replace(settings, retry=retry)
 
 
+def effective_warning_category(record: MailConfiguration, settings: Settings | None) -> str:
+    """The warning category in force: the runtime override (read through the session that
+    holds `record`) over `settings` (the environment's; read now when not given)."""
+    from mailtrawl.settings_store.service import effective_settings
+
+    base = settings if settings is not None else load_settings()
+    session = object_session(record)
+    if session is None:
+        return base.warning_category
+    return effective_settings(session, base).warning_category
+
+
 async def run_connection_test(
-    record: MailConfiguration, credential: ClientCredential, new_configuration: bool
+    record: MailConfiguration,
+    credential: ClientCredential,
+    new_configuration: bool,
+    *,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Every check of the connection test, as stored in `last_test_result`."""
+    """Every check of the connection test, as stored in `last_test_result`.
+
+    `settings` are the application's (environment and TOML); the warning category the
+    test creates is the effective one (see `effective_warning_category`).
+    """
     if record.provider != "m365":
         raise ConfigError(f"No connection test for provider '{record.provider}'.")
-    provider = GraphProvider(graph_settings(record, credential))
+    category = effective_warning_category(record, settings)
+    provider = GraphProvider(graph_settings(record, credential, warning_category=category))
     try:
         report = await run_checks(
             provider, new_configuration=new_configuration, test_mailbox=record.test_mailbox
@@ -62,6 +99,14 @@ async def run_connection_test(
         "duration_ms": report.duration_ms,
         "checks": [c.as_dict() for c in report.checks],
     }
+
+
+def connection_test(
+    settings: Settings,
+) -> Callable[[MailConfiguration, ClientCredential, bool], Awaitable[dict[str, Any]]]:
+    """`run_connection_test` bound to the application's settings, as `test_configuration`
+    takes it (`runner=connection_test(ctx.settings)`)."""
+    return partial(run_connection_test, settings=settings)
 
 
 def open_provider(

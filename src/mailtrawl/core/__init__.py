@@ -12,7 +12,7 @@ from mailtrawl.core.actions import (
     MessageLocation,
     MessageSnapshot,
 )
-from mailtrawl.core.changes import ChangeBatch
+from mailtrawl.core.changes import ChangeBatch, ChangeRequest
 from mailtrawl.core.mail import (
     AttachmentContent,
     Body,
@@ -43,6 +43,7 @@ __all__ = [
     "AttachmentContent",
     "Body",
     "ChangeBatch",
+    "ChangeRequest",
     "EmailAddress",
     "FetchedMessage",
     "Header",

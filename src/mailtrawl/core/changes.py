@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from mailtrawl.core.mail import MessageMeta
+from mailtrawl.core.mail import MailboxRef, MessageMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +22,15 @@ class ChangeBatch:
     resync_required: bool = False
     # True for the first round (no cursor given): `changed` holds the whole folder.
     initial: bool = False
+    # Why the folder could not be read this round (the cursor stays as it was).
+    error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRequest:
+    """One folder to read changes of: from `cursor`, or a first round from `since` on."""
+
+    mailbox: MailboxRef
+    folder: str
+    cursor: str | None = None
+    since: datetime | None = None

@@ -882,32 +882,44 @@ class _BatchScan:
     def _hit(
         self, message: FetchedMessage, matched: list[Any], *, via_attached: bool
     ) -> dict[str, Any]:
-        meta = message.meta
-        ref = meta.ref
-        sender = meta.from_
-        names = [a.name for a in message.attachments or () if not a.is_inline]
+        ref = message.meta.ref
         if ref.folder_name is None and ref.folder_id:
             self._state_of(ref.mailbox.id).unnamed_folders.add(ref.folder_id)
-        return {
-            "id": uuid.uuid4(),
-            "investigation_id": self.investigation_id,
-            "mailbox_id": ref.mailbox.id,
-            "mailbox_upn": ref.mailbox.upn,
-            "message_id": ref.stable_id[:512],
-            "folder_id": ref.folder_id,
-            "folder": ref.folder_name,
-            "internet_message_id": (meta.internet_message_id or "")[:998],
-            "subject": (meta.subject or "")[:2000],
-            "sender_address": (sender.address if sender else "")[:320],
-            "sender_name": (sender.name if sender else "")[:256],
-            "recipients": "; ".join(a.address for a in meta.to)[:4000],
-            "received": meta.received,
-            "has_attachments": bool(meta.has_attachments),
-            "attachment_names": "; ".join(names)[:4000],
-            "matched": [leaf.describe() for leaf in matched][:20],
-            "via_attached_email": via_attached,
-            "found_at": utcnow(),
-        }
+        return hit_row(self.investigation_id, message, matched, via_attached=via_attached)
+
+
+def hit_row(
+    investigation_id: uuid.UUID,
+    message: FetchedMessage,
+    matched: list[Any],
+    *,
+    via_attached: bool,
+) -> dict[str, Any]:
+    """The stored row of one found copy (see hits.store_hits), from what was read of it."""
+    meta = message.meta
+    ref = meta.ref
+    sender = meta.from_
+    names = [a.name for a in message.attachments or () if not a.is_inline]
+    return {
+        "id": uuid.uuid4(),
+        "investigation_id": investigation_id,
+        "mailbox_id": ref.mailbox.id,
+        "mailbox_upn": ref.mailbox.upn,
+        "message_id": ref.stable_id[:512],
+        "folder_id": ref.folder_id,
+        "folder": ref.folder_name,
+        "internet_message_id": (meta.internet_message_id or "")[:998],
+        "subject": (meta.subject or "")[:2000],
+        "sender_address": (sender.address if sender else "")[:320],
+        "sender_name": (sender.name if sender else "")[:256],
+        "recipients": "; ".join(a.address for a in meta.to)[:4000],
+        "received": meta.received,
+        "has_attachments": bool(meta.has_attachments),
+        "attachment_names": "; ".join(names)[:4000],
+        "matched": [leaf.describe() for leaf in matched][:20],
+        "via_attached_email": via_attached,
+        "found_at": utcnow(),
+    }
 
 
 async def _gather_or_cancel(aws: list[Any]) -> None:

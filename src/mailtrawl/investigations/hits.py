@@ -45,15 +45,17 @@ def _dialect(session: Session) -> Any:
     return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
 
-def store_hits(session: Session, rows: list[dict[str, Any]]) -> None:
+def store_hits(session: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
     """Insert hits (ignoring copies already stored) and recount the campaigns they belong to.
+
+    Returns the ids of the rows inserted (a copy stored before is not among them).
 
     The investigation rows are locked first, so two writers of one investigation recount
     one after the other and the second sees the first's hits (PostgreSQL; SQLite has a
     single writer anyway).
     """
     if not rows:
-        return
+        return []
     stored = [normalise_hit(row) for row in rows]
     touched: dict[uuid.UUID, dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in stored:
@@ -62,9 +64,16 @@ def store_hits(session: Session, rows: list[dict[str, Any]]) -> None:
         select(Investigation.id).where(Investigation.id.in_(sorted(touched))).with_for_update()
     )
     module = _dialect(session)
-    session.execute(module.insert(InvestigationHit.__table__).on_conflict_do_nothing(), stored)
+    table = InvestigationHit.__table__
+    inserted = list(
+        session.scalars(
+            module.insert(table).on_conflict_do_nothing().returning(table.c.id),
+            stored,
+        )
+    )
     for investigation_id, firsts in touched.items():
         refresh_campaigns(session, investigation_id, firsts)
+    return inserted
 
 
 def refresh_campaigns(

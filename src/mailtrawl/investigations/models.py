@@ -42,6 +42,18 @@ FINISHED = frozenset(
 )
 
 
+class WatchState(enum.StrEnum):
+    """Whether an investigation with a duration is watching new mail.
+
+    Kept apart from `status` (the first search): an investigation can be "completed" (its
+    search done) and "active" (still watching) at once.
+    """
+
+    ACTIVE = "active"
+    EXPIRED = "expired"  # its period ended
+    ENDED = "ended"  # stopped, or its configuration is gone
+
+
 class MailboxStatus(enum.StrEnum):
     PENDING = "pending"
     SCANNING = "scanning"
@@ -55,6 +67,7 @@ class Investigation(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         CheckConstraint(one_of("status", InvestigationStatus), name="status"),
         Index("ix_investigations_created_at", "created_at"),
+        Index("ix_investigations_watch_state", "watch_state"),
     )
 
     name: Mapped[str] = mapped_column(String(200))
@@ -82,6 +95,15 @@ class Investigation(UUIDPrimaryKey, Timestamps, Base):
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     throttled: Mapped[int] = mapped_column(Integer, default=0)
     throttle_wait_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    # Watching new mail (monitor/): the duration asked for ("24h", "continuous"; None for a
+    # one-shot search), until when, the action taken on each new copy, and how it stands.
+    duration: Mapped[str | None] = mapped_column(String(16))
+    active_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    auto_action: Mapped[str | None] = mapped_column(String(16))
+    watch_state: Mapped[str | None] = mapped_column(String(16))  # WatchState
+    watch_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    watch_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    new_hits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"Investigation(id={self.id!s}, name={self.name!r}, status={self.status!r})"

@@ -108,6 +108,12 @@ def create(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             [{"loc": ["body", "configuration"], "msg": exc.message, "type": "value_error"}],
         ) from None
+    except service.InvalidDuration as exc:
+        field = "action" if "action" in exc.message and data.duration is None else "duration"
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body", field], "msg": exc.message, "type": "value_error"}],
+        ) from None
     view = service.to_view(record)
     audit.record(
         db,

@@ -12,6 +12,9 @@ from mailtrawl.configurations.schemas import ScopeSpec
 
 T = TypeVar("T")
 
+# What an active investigation may do by itself with each new copy it finds.
+AutoAction = Literal["warn", "junk", "trash", "delete", "purge"]
+
 
 class InvestigationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -24,6 +27,18 @@ class InvestigationCreate(BaseModel):
         default_factory=dict,
         description="the query document: match, received, folders, attached_emails "
         "(schema at GET /api/v1/investigations/query-schema)",
+    )
+    duration: str | None = Field(
+        default=None,
+        max_length=16,
+        description='one search when absent; "1h", "24h", "7d" (any number of m, h, d or w) '
+        'to keep acting on new mail for that long after it starts, or "continuous" (until '
+        "stopped)",
+    )
+    action: AutoAction | None = Field(
+        default=None,
+        description="what to do with each new copy found while the investigation is active "
+        "(through the same approvals, journal and audit as a manual action); none by default",
     )
 
 
@@ -63,6 +78,20 @@ class InvestigationView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Present when the investigation has a duration (it watches new mail).
+    watch: WatchView | None = None
+
+
+class WatchView(BaseModel):
+    """An investigation acting on new mail: active until a time (or continuous), expired or ended."""
+
+    state: Literal["active", "expired", "ended"]
+    duration: str
+    active_until: datetime | None  # None: continuous
+    action: str | None
+    new_hits: int  # copies found after the first search, by watching
+    started_at: datetime | None
+    ended_at: datetime | None
 
 
 class HitView(BaseModel):

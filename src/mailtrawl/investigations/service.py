@@ -7,9 +7,10 @@ the work happens in the job queue (`mailtrawl.investigations.engine`).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -27,6 +28,7 @@ from mailtrawl.investigations.models import (
     InvestigationHit,
     InvestigationMailbox,
     InvestigationStatus,
+    WatchState,
 )
 from mailtrawl.investigations.planner import plan_hunt
 from mailtrawl.investigations.query import hunt_to_document, parse_query
@@ -38,6 +40,7 @@ from mailtrawl.investigations.schemas import (
     MailboxView,
     Page,
     Progress,
+    WatchView,
 )
 from mailtrawl.providers.registry import capabilities
 from mailtrawl.tasks.models import Job, JobStatus
@@ -45,6 +48,16 @@ from mailtrawl.tasks.queue import cancel_group, enqueue
 
 MAX_PAGE = 1000
 EXPORT_CHUNK = 1000
+
+
+MIN_DURATION = timedelta(minutes=1)
+MAX_DURATION = timedelta(days=365)
+_DURATION = re.compile(r"(\d{1,6})\s*([mhdw])")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class InvalidDuration(MailtrawlError):
+    default_message = "Not a duration."
 
 
 class InvestigationNotFound(MailtrawlError):
@@ -68,10 +81,50 @@ def create_investigation(
         status=InvestigationStatus.QUEUED.value,
         created_by=actor,
     )
+    _start_watching(record, duration=data.duration, action=data.action, now=now)
     session.add(record)
     session.flush()
     enqueue(session, PLAN_JOB, {"investigation_id": str(record.id)}, group_key=str(record.id))
     return record
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """ "continuous" → None (until stopped); "90m", "24h", "7d", "2w" → that long.
+
+    Raises InvalidDuration for anything else, or outside one minute to one year.
+    """
+    value = text.strip().lower()
+    if value == "continuous":
+        return None
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        raise InvalidDuration(
+            f"'{text}' is not a duration: use a number and a unit (m, h, d or w, for example "
+            "'24h' or '7d'), or 'continuous'"
+        )
+    length = timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    if not MIN_DURATION <= length <= MAX_DURATION:
+        raise InvalidDuration(f"'{text}': a duration runs from one minute to 365 days")
+    return length
+
+
+def _start_watching(
+    record: Investigation, *, duration: str | None, action: str | None, now: datetime | None
+) -> None:
+    """Make `record` active from now on for `duration` (nothing when it is None)."""
+    if duration is None:
+        if action is not None:
+            raise InvalidDuration(
+                "an automatic action needs a duration: it acts on new mail while active"
+            )
+        return
+    length = parse_duration(duration)
+    start = now or datetime.now(UTC)
+    record.duration = "continuous" if length is None else duration.strip().lower()
+    record.active_until = None if length is None else start + length
+    record.auto_action = action
+    record.watch_state = WatchState.ACTIVE.value
+    record.watch_started_at = start
 
 
 def explain_query(
@@ -118,7 +171,12 @@ def list_investigations(
 def stop_investigation(session: Session, *, ref: str | uuid.UUID) -> Investigation:
     """Stop at once: queued work is cancelled, running work stops at its next check."""
     record = get_investigation(session, ref=ref)
+    if record.watch_state == WatchState.ACTIVE:
+        # Watching stops at once: the watcher checks this before recording any new copy.
+        record.watch_state = WatchState.ENDED.value
+        record.watch_ended_at = datetime.now(UTC)
     if record.status in FINISHED:
+        session.flush()
         return record
     cancel_group(session, str(record.id))
     running = session.scalar(
@@ -153,6 +211,7 @@ def duplicate_investigation(
         created_by=actor,
         duplicated_from=source.id,
     )
+    _start_watching(copy, duration=source.duration, action=source.auto_action, now=None)
     session.add(copy)
     session.flush()
     enqueue(session, PLAN_JOB, {"investigation_id": str(copy.id)}, group_key=str(copy.id))
@@ -195,6 +254,17 @@ def to_view(record: Investigation, now: datetime | None = None) -> Investigation
         created_at=record.created_at,
         started_at=record.started_at,
         finished_at=record.finished_at,
+        watch=None
+        if record.watch_state is None
+        else WatchView(
+            state=WatchState(record.watch_state).value,
+            duration=record.duration or "",
+            active_until=record.active_until,
+            action=record.auto_action,
+            new_hits=record.new_hits,
+            started_at=record.watch_started_at,
+            ended_at=record.watch_ended_at,
+        ),
     )
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from mailtrawl.core import (
     Action,
     ActionResult,
     ChangeBatch,
+    ChangeRequest,
     FetchedMessage,
     ListingParts,
     MailboxRef,
@@ -116,6 +118,20 @@ class CheckReport:
         }
 
 
+# Directory search (search-as-you-type in the investigation form) -------------------------
+
+MAX_SEARCH_PREFIX = 100  # characters of a directory search prefix sent to the platform
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryGroup:
+    """A group found by a directory search: what to show and what names it in a scope."""
+
+    id: str
+    display_name: str
+    mail: str | None = None
+
+
 # The provider -----------------------------------------------------------------------------
 
 
@@ -155,6 +171,20 @@ class Provider(Protocol):
 
     async def get_mailbox(self, name: str) -> MailboxRef:
         """One user by id, user principal name or address (`MailboxUnavailable` if unknown)."""
+        ...
+
+    async def search_users(self, prefix: str, limit: int = 20) -> list[MailboxRef]:
+        """Up to `limit` users whose display name, user principal name or address starts
+        with `prefix` (case-insensitive), by display name; outside the authorized domains
+        left out."""
+        ...
+
+    async def search_groups(self, prefix: str, limit: int = 20) -> list[DirectoryGroup]:
+        """Up to `limit` groups whose display name starts with `prefix` (case-insensitive)."""
+        ...
+
+    async def search_departments(self, prefix: str, limit: int = 20) -> list[str]:
+        """Up to `limit` distinct departments of users that start with `prefix`."""
         ...
 
     def search(
@@ -224,9 +254,19 @@ class Provider(Protocol):
         ...
 
     async def changes(
-        self, mailbox: MailboxRef, folder: str, cursor: str | None = None
+        self,
+        mailbox: MailboxRef,
+        folder: str,
+        cursor: str | None = None,
+        *,
+        since: datetime | None = None,
     ) -> ChangeBatch:
-        """Changes in one folder since `cursor` (None: a full first round)."""
+        """Changes in one folder since `cursor` (None: a first round of messages received
+        since `since`, or of the whole folder)."""
+        ...
+
+    async def changes_many(self, requests: Sequence[ChangeRequest]) -> list[ChangeBatch]:
+        """`changes` for many folders at once; a folder that fails carries its error."""
         ...
 
     async def ensure_category(

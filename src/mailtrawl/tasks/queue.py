@@ -51,6 +51,16 @@ class JobContext:
 JobHandler = Callable[[JobContext], Awaitable[None]]
 # (interval in seconds, work): run by the runner in a thread, at start and then periodically.
 Housekeeping = tuple[float, Callable[[], object]]
+
+
+class Service(Protocol):
+    """Long-running work beside the jobs (the watcher of active investigations)."""
+
+    async def run(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+
 # Called once a job has failed for good (its last attempt raised), with the error text.
 FailureHandler = Callable[[JobContext, str], Awaitable[None]]
 
@@ -111,6 +121,7 @@ class DatabaseJobRunner:
         owner: str | None = None,
         on_failure: Mapping[str, FailureHandler] | None = None,
         housekeeping: Sequence[Housekeeping] = (),
+        services: Sequence[Service] = (),
     ) -> None:
         self.session_factory = session_factory
         self.handlers = dict(handlers)
@@ -127,6 +138,8 @@ class DatabaseJobRunner:
         self.housekeeping = tuple(housekeeping)
         self._housekeeping_task: asyncio.Task[None] | None = None
         self._wake_housekeeping = asyncio.Event()
+        self.services = tuple(services)
+        self._service_tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         if self._loop_task is None:
@@ -137,13 +150,20 @@ class DatabaseJobRunner:
                 self._housekeeping_task = asyncio.create_task(
                     self._housekeep(), name="mailtrawl-housekeeping"
                 )
+            self._service_tasks = [
+                asyncio.create_task(service.run(), name=f"mailtrawl-{type(service).__name__}")
+                for service in self.services
+            ]
 
     async def stop(self) -> None:
         """Stop taking jobs and cancel the running ones; their leases expire and they resume."""
         self._stopping = True
         self._wake.set()
         self._wake_housekeeping.set()
-        tasks = [t for t in (self._loop_task, *self._running) if t is not None]
+        tasks = [
+            t for t in (self._loop_task, *self._running, *self._service_tasks) if t is not None
+        ]
+        self._service_tasks = []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -158,6 +178,11 @@ class DatabaseJobRunner:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def wake_services(self) -> None:
+        """Tell the long-running services (the watcher) that there is work now."""
+        for service in self.services:
+            service.wake()
 
     async def run_until_idle(self, limit_seconds: float = 60.0) -> None:
         """Run jobs until none is queued or running (tests, benchmarks)."""

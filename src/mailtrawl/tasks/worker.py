@@ -17,9 +17,11 @@ from mailtrawl.configurations.connection import open_provider
 from mailtrawl.configurations.service import credential_of
 from mailtrawl.errors import ConfigError
 from mailtrawl.investigations.engine import EngineSettings, InvestigationEngine, ProviderFactory
+from mailtrawl.monitor.watcher import Watcher
 from mailtrawl.providers.base import Provider
 from mailtrawl.providers.retry import RetryPolicy
 from mailtrawl.remediation.engine import RemediationEngine, RemediationSettings
+from mailtrawl.reports.engine import ReportEngine
 from mailtrawl.storage.engine import refresh_statistics
 from mailtrawl.storage.models import MailConfiguration
 from mailtrawl.storage.secrets import SecretBox
@@ -56,8 +58,12 @@ def build_runner(
     mailboxes_in_flight: int | None = None,
     factory: ProviderFactory | None = None,
     remediation_settings: RemediationSettings | None = None,
+    settings: Settings | None = None,
 ) -> DatabaseJobRunner:
-    """The default (database-backed, in-process) runner with every handler registered."""
+    """The default (database-backed, in-process) runner with every handler registered.
+
+    With `settings`, the watcher of active investigations runs beside the jobs.
+    """
     if engine_settings is None and mailboxes_in_flight is not None:
         defaults = EngineSettings()
         engine_settings = replace(
@@ -68,14 +74,20 @@ def build_runner(
     factory = factory or provider_factory(sessions, box)
     engine = InvestigationEngine(sessions, factory, engine_settings)
     remediation = RemediationEngine(sessions, factory, box, remediation_settings)
+    reports = ReportEngine(sessions, box, factory, app_settings=settings)  # reported emails
+    services = [Watcher(sessions, factory, settings)] if settings is not None else []
     return DatabaseJobRunner(
         sessions,
-        engine.handlers() | remediation.handlers(),
-        on_failure=engine.failure_handlers() | remediation.failure_handlers(),
+        engine.handlers() | remediation.handlers() | reports.handlers(),
+        on_failure=engine.failure_handlers()
+        | remediation.failure_handlers()
+        | reports.failure_handlers(),
         housekeeping=[
             (VAULT_SWEEP_SECONDS, remediation.sweep_vault),
             (STATISTICS_SECONDS, partial(refresh_statistics, sessions)),
+            *reports.housekeeping(),  # the reporting mailbox's poll
         ],
+        services=services,
         concurrency=concurrency,
         poll_interval=poll_interval,
         lease=timedelta(seconds=lease_seconds),
@@ -99,4 +111,5 @@ def runner_for(
         lease_seconds=settings.job_lease_seconds,
         mailboxes_in_flight=settings.scan_mailboxes_in_flight,
         remediation_settings=RemediationSettings.from_settings(settings),
+        settings=settings,
     )

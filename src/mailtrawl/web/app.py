@@ -12,6 +12,7 @@ from mailtrawl.config import Settings, load_settings
 from mailtrawl.storage.engine import make_engine, make_session_factory
 from mailtrawl.storage.migrate import upgrade_to_head
 from mailtrawl.storage.secrets import open_secret_box
+from mailtrawl.tasks.queue import DatabaseJobRunner
 from mailtrawl.web.deps import AppContext
 
 
@@ -26,6 +27,8 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
     from mailtrawl.configurations.router import router as configurations_router
     from mailtrawl.investigations.router import router as investigations_router
     from mailtrawl.remediation.router import router as remediation_router
+    from mailtrawl.reports.router import router as reports_router
+    from mailtrawl.settings_store.router import router as settings_router
     from mailtrawl.tasks.worker import runner_for
 
     settings = settings or load_settings()
@@ -62,12 +65,26 @@ def create_app(settings: Settings | None = None, *, worker: bool = True) -> Fast
     api.include_router(remediation_router)
     api.include_router(audit_router)
     api.include_router(accounts_router)
+    api.include_router(reports_router)  # reported emails (reports/)
+    api.include_router(settings_router)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.include_router(api)
+    if settings.public_url is not None:
+        # Graph calls these (no session): checked by each subscription's clientState.
+        from mailtrawl.monitor.notifications import ScheduleSink, StoredSubscriptions
+        from mailtrawl.monitor.webhooks import notifications_router
+
+        runner = ctx.runner
+        wake = runner.wake_services if isinstance(runner, DatabaseJobRunner) else None
+        app.include_router(
+            notifications_router(
+                ScheduleSink(ctx.sessions, wake), StoredSubscriptions(ctx.sessions)
+            )
+        )
     # The dashboard (pages, sign-in, static files) and the headers every response carries.
     from mailtrawl.web.security import SecurityHeadersMiddleware
     from mailtrawl.web.ui import install_ui

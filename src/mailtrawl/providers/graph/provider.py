@@ -20,6 +20,7 @@ from collections.abc import (
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -30,6 +31,7 @@ from mailtrawl.core import (
     AttachmentContent,
     Body,
     ChangeBatch,
+    ChangeRequest,
     EmailAddress,
     FetchedMessage,
     Header,
@@ -53,7 +55,13 @@ from mailtrawl.core import (
     domain_authorized,
 )
 from mailtrawl.errors import MailboxUnavailable, NotFound, ProviderError
-from mailtrawl.providers.base import Capabilities, CategoryChange, CheckReport
+from mailtrawl.providers.base import (
+    MAX_SEARCH_PREFIX,
+    Capabilities,
+    CategoryChange,
+    CheckReport,
+    DirectoryGroup,
+)
 from mailtrawl.providers.errors import (
     AccessPolicyBlocked,
     CursorExpired,
@@ -78,6 +86,7 @@ from mailtrawl.providers.graph.query import (
     SEARCH_RESULT_CAP,
     GraphListing,
     build_filter,
+    odata_datetime,
     odata_string,
     select_clause,
     translate,
@@ -284,6 +293,21 @@ def message_meta(mailbox: MailboxRef, item: JSON, folder_name: str | None = None
         is_read=item.get("isRead"),
         is_draft=item.get("isDraft"),
     )
+
+
+def _version_relative(url: str) -> tuple[str, dict[str, str]]:
+    """A nextLink or deltaLink as a path below the version root and its query parameters.
+
+    `$batch` takes relative URLs; the token's own encoding is kept by decoding it here and
+    encoding it again with the request.
+    """
+    parsed = urlsplit(url)
+    path = parsed.path
+    for root in ("/v1.0/", "/beta/"):
+        if root in path:
+            path = path.split(root, 1)[1]
+            break
+    return path.lstrip("/"), dict(parse_qsl(parsed.query, keep_blank_values=True))
 
 
 def _known_folder(name: str | None) -> str | None:
@@ -503,6 +527,71 @@ class GraphProvider:
                 f"There is no user {name} in the tenant; check the address.", mailbox=name
             ) from None
         return mailbox_ref(item)
+
+    # Directory search: one `startswith` request each (Graph compares case-insensitively and
+    # needs no advanced query for it); sorted here, since `$orderby` with `$filter` would.
+
+    async def _directory_page(
+        self, path: str, clause: str, select: str, limit: int, role: str
+    ) -> list[JSON]:
+        page = await self.client.get(
+            path,
+            params={"$filter": clause, "$select": select, "$top": str(max(1, min(999, limit)))},
+            role=role,
+            what="The directory search",
+        )
+        return [item for item in page.get("value") or () if isinstance(item, dict)]
+
+    async def search_users(self, prefix: str, limit: int = 20) -> list[MailboxRef]:
+        wanted = _search_prefix(prefix)
+        if not wanted or limit < 1:
+            return []
+        literal = odata_string(wanted)
+        clause = " or ".join(
+            f"startswith({prop},{literal})" for prop in ("displayName", "userPrincipalName", "mail")
+        )
+        # Some answers may be outside the authorized domains: ask for a few more.
+        items = await self._directory_page("users", clause, USER_SELECT, limit * 2, USERS_ROLE)
+        users = [
+            user
+            for user in map(mailbox_ref, items)
+            if domain_authorized(user.address, self.settings.authorized_domains)
+        ]
+        users.sort(key=lambda u: ((u.display_name or u.upn).casefold(), u.upn.casefold()))
+        return users[:limit]
+
+    async def search_groups(self, prefix: str, limit: int = 20) -> list[DirectoryGroup]:
+        wanted = _search_prefix(prefix)
+        if not wanted or limit < 1:
+            return []
+        clause = f"startswith(displayName,{odata_string(wanted)})"
+        items = await self._directory_page(
+            "groups", clause, "id,displayName,mail", limit, DIRECTORY_ROLE
+        )
+        groups = [
+            DirectoryGroup(
+                id=str(item["id"]),
+                display_name=str(item.get("displayName") or ""),
+                mail=item.get("mail") or None,
+            )
+            for item in items
+            if item.get("id")
+        ]
+        groups.sort(key=lambda g: (g.display_name.casefold(), g.id))
+        return groups[:limit]
+
+    async def search_departments(self, prefix: str, limit: int = 20) -> list[str]:
+        wanted = _search_prefix(prefix)
+        if not wanted or limit < 1:
+            return []
+        clause = f"startswith(department,{odata_string(wanted)})"
+        items = await self._directory_page("users", clause, "id,department", 999, USERS_ROLE)
+        found: dict[str, str] = {}
+        for item in items:
+            name = item.get("department")
+            if isinstance(name, str) and name.strip():
+                found.setdefault(name.strip().casefold(), name.strip())
+        return sorted(found.values(), key=str.casefold)[:limit]
 
     async def list_users(self, scope: Scope) -> AsyncIterator[MailboxRef]:
         async for found in self._scope_members(scope):
@@ -1405,47 +1494,111 @@ class GraphProvider:
     # Changes -----------------------------------------------------------------------------
 
     async def changes(
-        self, mailbox: MailboxRef, folder: str, cursor: str | None = None
+        self,
+        mailbox: MailboxRef,
+        folder: str,
+        cursor: str | None = None,
+        *,
+        since: datetime | None = None,
     ) -> ChangeBatch:
-        user = self._authorize(mailbox)
+        (batch,) = await self.changes_many([ChangeRequest(mailbox, folder, cursor, since)])
+        if batch.error is not None:
+            raise batch.error
+        return batch
+
+    async def changes_many(self, requests: Sequence[ChangeRequest]) -> list[ChangeBatch]:
+        """`changes` for many folders: first pages through `$batch`, further pages one by one.
+
+        A folder whose read failed comes back with its error (`ChangeBatch.error`), so one
+        unreachable mailbox does not hide the others' changes.
+        """
+        batch_requests: dict[int, BatchRequest] = {}
+        refused: dict[int, ProviderError] = {}
+        for index, request in enumerate(requests):
+            try:
+                batch_requests[index] = self._delta_request(request)
+            except ProviderError as exc:  # a stored cursor for another host, say
+                refused[index] = exc
+        answers = await self._batch_by_mailbox(batch_requests, idempotent=True)
+        results: list[ChangeBatch] = []
+        for index, request in enumerate(requests):
+            initial = request.cursor is None
+            if index in refused:
+                results.append(ChangeBatch(initial=initial, error=refused[index]))
+                continue
+            answer = answers[index]
+            if isinstance(answer.error, CursorExpired):
+                results.append(ChangeBatch(resync_required=True, initial=initial))
+                continue
+            if answer.error is not None:
+                results.append(ChangeBatch(initial=initial, error=answer.error))
+                continue
+            try:
+                results.append(await self._delta_pages(request, answer.json()))
+            except CursorExpired:
+                results.append(ChangeBatch(resync_required=True, initial=initial))
+            except ProviderError as exc:
+                results.append(ChangeBatch(initial=initial, error=exc))
+        return results
+
+    def _delta_request(self, request: ChangeRequest) -> BatchRequest:
+        user = self._authorize(request.mailbox)
         headers = {"Prefer": f"{IMMUTABLE_IDS}, odata.maxpagesize={self.settings.page_size}"}
-        if cursor is None:
-            path = f"users/{user}/mailFolders/{segment(folder)}/messages/delta"
-            params: dict[str, str] | None = {"$select": select_clause(META_FIELDS)}
-        else:
-            path, params = cursor, None
-        folder_name = _known_folder(folder)
+        common: dict[str, Any] = {
+            "headers": headers,
+            "mailbox": request.mailbox.id,
+            "role": MAIL_ROLE,
+            "what": f"The folder {request.folder}",
+        }
+        if request.cursor is not None:
+            self.client.url(request.cursor)  # refuses a link to another host than Graph's
+            path, params = _version_relative(request.cursor)
+            return BatchRequest("GET", path, params, **common)
+        params = {"$select": select_clause(META_FIELDS)}
+        if request.since is not None:
+            # Delta accepts only this filter; it bounds a first round (or a resync).
+            params["$filter"] = f"receivedDateTime ge {odata_datetime(request.since)}"
+        return BatchRequest(
+            "GET",
+            f"users/{user}/mailFolders/{segment(request.folder)}/messages/delta",
+            params,
+            **common,
+        )
+
+    async def _delta_pages(self, request: ChangeRequest, first: JSON) -> ChangeBatch:
+        folder_name = _known_folder(request.folder)
         changed: dict[str, MessageMeta] = {}
         removed: dict[str, None] = {}
         next_cursor: str | None = None
-        try:
-            async for page in self.client.pages(
-                path,
-                params,
-                headers=headers,
-                mailbox=mailbox.id,
+        page = first
+        while True:
+            for item in page.get("value") or ():
+                if not isinstance(item, dict) or "id" not in item:
+                    continue
+                item_id = str(item["id"])
+                if "@removed" in item:
+                    changed.pop(item_id, None)
+                    removed[item_id] = None
+                else:
+                    removed.pop(item_id, None)
+                    changed[item_id] = message_meta(request.mailbox, item, folder_name)
+            if page.get("@odata.deltaLink"):
+                next_cursor = str(page["@odata.deltaLink"])
+            next_link = page.get("@odata.nextLink")
+            if not next_link:
+                break
+            page = await self.client.get(
+                str(next_link),
+                headers={"Prefer": f"{IMMUTABLE_IDS}, odata.maxpagesize={self.settings.page_size}"},
+                mailbox=request.mailbox.id,
                 role=MAIL_ROLE,
-                what=f"The folder {folder}",
-            ):
-                for item in page.get("value") or ():
-                    if not isinstance(item, dict) or "id" not in item:
-                        continue
-                    item_id = str(item["id"])
-                    if "@removed" in item:
-                        changed.pop(item_id, None)
-                        removed[item_id] = None
-                    else:
-                        removed.pop(item_id, None)
-                        changed[item_id] = message_meta(mailbox, item, folder_name)
-                if page.get("@odata.deltaLink"):
-                    next_cursor = str(page["@odata.deltaLink"])
-        except CursorExpired:
-            return ChangeBatch(resync_required=True, initial=cursor is None)
+                what=f"The folder {request.folder}",
+            )
         return ChangeBatch(
             changed=tuple(changed.values()),
             removed=tuple(removed),
             cursor=next_cursor,
-            initial=cursor is None,
+            initial=request.cursor is None,
         )
 
     # Change notifications (Graph subscriptions) -----------------------------------------
@@ -1673,6 +1826,11 @@ def _seen_in(ref: MessageRef, item: JSON) -> MessageRef:
         folder_name=_known_folder(ref.folder_name) if same_folder else None,
         internet_message_id=item.get("internetMessageId") or ref.internet_message_id,
     )
+
+
+def _search_prefix(prefix: str) -> str:
+    """A search prefix as sent: one line, bounded (quotes are escaped by `odata_string`)."""
+    return " ".join(prefix.split())[:MAX_SEARCH_PREFIX]
 
 
 def _iso(value: datetime) -> str:

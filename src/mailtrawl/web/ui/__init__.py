@@ -22,6 +22,7 @@ from mailtrawl.web.ui.auth import router as auth_router
 from mailtrawl.web.ui.configurations import router as configurations_router
 from mailtrawl.web.ui.investigations import router as investigations_router
 from mailtrawl.web.ui.pages import router as pages_router
+from mailtrawl.web.ui.reports import router as reports_router
 from mailtrawl.web.ui.settings import router as settings_router
 from mailtrawl.web.ui.templating import STATIC, STATIC_PREFIX, render
 
@@ -94,6 +95,7 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(pages_router)
     app.include_router(settings_router)
     app.include_router(configurations_router)
+    app.include_router(reports_router)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -2,13 +2,15 @@
 
 Thin handlers over `configurations.service`, with the same audit entries as the REST API
 (`configuration.create`, `.update`, `.delete`, `.test`; the signed-in user is the actor). The
-connection test is the API's: `service.test_configuration` with `run_connection_test`.
+connection test is the API's: `service.test_configuration` with `run_connection_test`
+(bound to the application's settings by `connection_test`).
 Credentials are write-only: no page ever carries a secret or private key, only its hint; an
 empty credential field on the edit form keeps the stored one.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -19,7 +21,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException
 
 from mailtrawl.audit import service as audit_service
 from mailtrawl.configurations import service as configurations_service
@@ -29,11 +32,12 @@ from mailtrawl.configurations.schemas import (
     ConfigurationView,
 )
 from mailtrawl.errors import ConfigError, MailtrawlError
+from mailtrawl.providers.graph.auth import ClientCertificate
 from mailtrawl.storage.engine import write_session
 from mailtrawl.storage.secrets import MASK
 from mailtrawl.web.deps import AppContext, Caller, audit_fields, context, db_session
 from mailtrawl.web.ui.auth import Who, same_origin
-from mailtrawl.web.ui.forms import field, read_form
+from mailtrawl.web.ui.forms import MAX_FIELDS, MAX_FORM_BYTES, field, read_form
 from mailtrawl.web.ui.layout import page
 from mailtrawl.web.ui.permissions import ensure
 
@@ -100,7 +104,18 @@ TEXT_FIELDS: dict[str, int] = {
     "enabled": 10,
 }
 # Never echoed back into a page, never logged.
-SECRET_FIELDS: dict[str, int] = {"client_secret": 512, "private_key_pem": 64_000}
+SECRET_FIELDS: dict[str, int] = {
+    "client_secret": 512,
+    "private_key_pem": 64_000,
+    "pfx_password": 1024,
+}
+CREDENTIAL_KINDS = ("secret", "certificate", "pfx")
+# A certificate with its key is a few KB as PKCS#12; anything bigger is not one.
+MAX_PFX_BYTES = 64 * 1024
+PFX_FIELD = "pfx_file"
+# The form's text (as `forms.MAX_FORM_BYTES` bounds it) plus one PFX file and the framing.
+MAX_UPLOAD_BYTES = MAX_FORM_BYTES + MAX_PFX_BYTES + 16 * 1024
+MULTIPART = "multipart/form-data"
 
 Values = dict[str, str]
 Errors = dict[str, list[str]]
@@ -130,17 +145,109 @@ def _split(text: str, pattern: str = r"[\s,;]+") -> list[str]:
 # Reading the form -------------------------------------------------------------------------------
 
 
+async def bounded_upload(request: Request) -> None:
+    """Refuse (413) a form body above MAX_UPLOAD_BYTES before anything parses it.
+
+    A dependency listed before `Who`, whose CSRF check parses the form: the body is read
+    here in chunks up to the bound, and kept where Starlette's form parser reads it.
+    """
+    if request.method in ("GET", "HEAD"):
+        return
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "The form is too large.")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > MAX_UPLOAD_BYTES:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "The form is too large.")
+    request._body = bytes(received)  # Starlette's cache of the body, which `form()` reads
+
+
+Bounded = Annotated[None, Depends(bounded_upload)]
+
+
+async def _read_posted(request: Request) -> tuple[FormData, bytes | None, str | None]:
+    """(the text fields, the uploaded PFX file or None, what is wrong with the upload).
+
+    The form is multipart (it may carry a file); a URL-encoded post (scripts, tests) is
+    read as the other forms are.
+    """
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != MULTIPART:
+        return await read_form(request), None, None
+    try:
+        parsed = await request.form(max_files=1, max_fields=MAX_FIELDS)
+    except (HTTPException, MultiPartException, ValueError):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "The form could not be read.") from None
+    texts: list[tuple[str, str | UploadFile]] = []
+    upload: bytes | None = None
+    problem: str | None = None
+    try:
+        for name, value in parsed.multi_items():
+            if isinstance(value, str):
+                texts.append((name, value))
+            elif name == PFX_FIELD and value.filename:
+                data = await value.read(MAX_PFX_BYTES + 1)
+                if len(data) > MAX_PFX_BYTES:
+                    problem = (
+                        f"The PFX file is larger than {MAX_PFX_BYTES // 1024} KB; it is not one."
+                    )
+                elif not data:
+                    problem = "The PFX file is empty."
+                else:
+                    upload = data
+    finally:
+        await parsed.close()  # the spooled files: nothing of the upload outlives the request
+    return FormData(texts), upload, problem
+
+
 def _read(form: FormData) -> tuple[Values, Values]:
     """(the fields a page may show again, the secret fields it never shows)."""
     values = {name: field(form, name, max_length=limit) for name, limit in TEXT_FIELDS.items()}
     secrets = {name: field(form, name, max_length=limit) for name, limit in SECRET_FIELDS.items()}
-    if values["credential_kind"] not in ("secret", "certificate"):
+    if values["credential_kind"] not in CREDENTIAL_KINDS:
         values["credential_kind"] = "secret"
     return values, secrets
 
 
-def _credential(values: Values, secrets: Values, errors: Errors) -> dict[str, Any] | None:
+def _pfx_credential(
+    upload: bytes | None, password: str, problem: str | None, errors: Errors
+) -> dict[str, Any] | None:
+    """The API's `pfx` credential for the uploaded file, checked first so that a wrong
+    password or a broken file is named next to the file input."""
+    if problem is not None:
+        errors.setdefault(PFX_FIELD, []).append(problem)
+        return None
+    if upload is None:
+        return None
+    try:
+        ClientCertificate.from_pfx(upload, password or None)
+    except ConfigError as exc:
+        errors.setdefault(PFX_FIELD, []).append(exc.message)
+        return None
+    except Exception:  # cryptography's other refusals (unsupported algorithms, ...)
+        errors.setdefault(PFX_FIELD, []).append(
+            "The PFX file could not be opened: it is not a PKCS#12 file mailtrawl can read."
+        )
+        return None
+    return {
+        "kind": "pfx",
+        "pfx_base64": base64.b64encode(upload).decode("ascii"),
+        "password": password or None,
+    }
+
+
+def _credential(
+    values: Values,
+    secrets: Values,
+    errors: Errors,
+    upload: bytes | None = None,
+    upload_problem: str | None = None,
+) -> dict[str, Any] | None:
     """The credential the form carries, or None when its fields are empty (keep the old one)."""
+    if values["credential_kind"] == "pfx":
+        return _pfx_credential(upload, secrets["pfx_password"], upload_problem, errors)
     if values["credential_kind"] == "certificate":
         if not secrets["private_key_pem"] and not values["certificate_pem"]:
             return None
@@ -197,6 +304,8 @@ def _field_of(loc: tuple[int | str, ...], kind: str) -> str:
         for name in ("client_secret", "expires_at", "private_key_pem", "certificate_pem"):
             if name in parts:
                 return "secret_expires" if name == "expires_at" else name
+        if kind == "pfx":
+            return PFX_FIELD
         return "private_key_pem" if kind == "certificate" else "client_secret"
     if head == "custom":
         return parts[1] if len(parts) > 1 else "cloud"
@@ -218,6 +327,12 @@ def _validation_errors(exc: ValidationError, kind: str, errors: Errors) -> None:
 
 
 def _missing_credential(values: Values, errors: Errors) -> None:
+    if values["credential_kind"] == "pfx":
+        if PFX_FIELD not in errors:
+            errors.setdefault(PFX_FIELD, []).append(
+                "Choose the .pfx or .p12 file (the certificate with its private key)."
+            )
+        return
     if values["credential_kind"] == "certificate":
         errors.setdefault("private_key_pem", []).append(
             "Paste the private key and the certificate (PEM)."
@@ -229,7 +344,9 @@ def _missing_credential(values: Values, errors: Errors) -> None:
 
 
 def _credential_error_field(values: Values) -> str:
-    return "private_key_pem" if values["credential_kind"] == "certificate" else "client_secret"
+    return {"certificate": "private_key_pem", "pfx": PFX_FIELD}.get(
+        values["credential_kind"], "client_secret"
+    )
 
 
 # Rendering the form -----------------------------------------------------------------------------
@@ -301,12 +418,12 @@ def _form_page(
 
 async def _test(ctx: AppContext, request: Request, who: Caller, ref: str) -> str | None:
     """Run the connection test, store and audit its result; a sentence when it could not run."""
-    from mailtrawl.configurations.connection import run_connection_test
+    from mailtrawl.configurations.connection import connection_test
 
     with ctx.sessions.begin() as db:
         try:
             record = await configurations_service.test_configuration(
-                db, box=ctx.box, ref=ref, runner=run_connection_test
+                db, box=ctx.box, ref=ref, runner=connection_test(ctx.settings)
             )
         except configurations_service.ConfigurationNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
@@ -364,12 +481,18 @@ def new_configuration(request: Request, who: Who, platform: str | None = None) -
 
 
 def _create(
-    ctx: AppContext, request: Request, who: Caller, values: Values, secrets: Values
+    ctx: AppContext,
+    request: Request,
+    who: Caller,
+    values: Values,
+    secrets: Values,
+    upload: bytes | None = None,
+    upload_problem: str | None = None,
 ) -> tuple[str | None, Errors]:
     """(the new configuration's id, {}) or (None, what to fix, by field)."""
     errors: Errors = {}
     document = _document(values)
-    credential = _credential(values, secrets, errors)
+    credential = _credential(values, secrets, errors, upload, upload_problem)
     if credential is None:
         _missing_credential(values, errors)
     else:
@@ -401,12 +524,15 @@ def _create(
 
 
 @router.post(BASE + "/new")
-async def create_configuration(request: Request, who: Who, ctx: Ctx) -> Response:
+async def create_configuration(request: Request, _bounded: Bounded, who: Who, ctx: Ctx) -> Response:
     """Save a new configuration, run its connection test at once, and show the result."""
     ensure(who.role, "configuration.edit")
     _check_origin(request)
-    values, secrets = _read(await read_form(request))
-    created, errors = await run_in_threadpool(_create, ctx, request, who, values, secrets)
+    form, upload, upload_problem = await _read_posted(request)
+    values, secrets = _read(form)
+    created, errors = await run_in_threadpool(
+        _create, ctx, request, who, values, secrets, upload, upload_problem
+    )
     if created is None:
         return _form_page(
             request,
@@ -488,12 +614,19 @@ def _changed(document: Mapping[str, Any], current: ConfigurationView) -> dict[st
 
 
 def _update(
-    ctx: AppContext, request: Request, who: Caller, ref: str, values: Values, secrets: Values
+    ctx: AppContext,
+    request: Request,
+    who: Caller,
+    ref: str,
+    values: Values,
+    secrets: Values,
+    upload: bytes | None = None,
+    upload_problem: str | None = None,
 ) -> tuple[ConfigurationView | None, str | None, Errors]:
     """(the stored view, `saved` or `unchanged`, {}) or (the view, None, what to fix)."""
     errors: Errors = {}
     document = _document(values)
-    credential = _credential(values, secrets, errors)
+    credential = _credential(values, secrets, errors, upload, upload_problem)
     if credential is not None:
         document["credential"] = credential
     with write_session(ctx.sessions) as db:
@@ -534,12 +667,17 @@ def _update(
 
 
 @router.post(BASE + "/{ref}/edit")
-async def update_configuration(request: Request, who: Who, ctx: Ctx, ref: str) -> Response:
+async def update_configuration(
+    request: Request, _bounded: Bounded, who: Who, ctx: Ctx, ref: str
+) -> Response:
     """Save the changes; an empty credential field keeps the stored credential."""
     ensure(who.role, "configuration.edit")
     _check_origin(request)
-    values, secrets = _read(await read_form(request))
-    view, done, errors = await run_in_threadpool(_update, ctx, request, who, ref, values, secrets)
+    form, upload, upload_problem = await _read_posted(request)
+    values, secrets = _read(form)
+    view, done, errors = await run_in_threadpool(
+        _update, ctx, request, who, ref, values, secrets, upload, upload_problem
+    )
     if done is None or view is None:
         return _form_page(
             request,

@@ -10,6 +10,8 @@ full pages include, served by their own GET routes.
 from __future__ import annotations
 
 import html
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,11 +41,29 @@ from mailtrawl.investigations.models import (
 )
 from mailtrawl.investigations.query import QueryError, parse_query
 from mailtrawl.investigations.schemas import HitSort, InvestigationCreate, InvestigationView
-from mailtrawl.providers.base import Provider
+from mailtrawl.providers.base import MAX_SEARCH_PREFIX, Provider
 from mailtrawl.remediation import service as remediation_service
 from mailtrawl.remediation.models import ACTION_FINISHED
-from mailtrawl.remediation.notice import NoticeTemplateError
-from mailtrawl.remediation.schemas import ActionCreate, Preview, RestoreCreate, Selection
+from mailtrawl.remediation.notice import (
+    DEFAULT_NOTICE_BODY,
+    DEFAULT_NOTICE_SUBJECT,
+    MAX_SUBJECT,
+    MAX_TEMPLATE,
+    PLACEHOLDERS,
+    NoticeItem,
+    NoticeTemplateError,
+    notice_message_id,
+    render_notice,
+    validate_template,
+)
+from mailtrawl.remediation.schemas import (
+    ActionCreate,
+    NoticeOptions,
+    Preview,
+    RestoreCreate,
+    Selection,
+)
+from mailtrawl.settings_store import service as settings_store
 from mailtrawl.storage.engine import write_session
 from mailtrawl.storage.models import MailConfiguration
 from mailtrawl.web.deps import AppContext, Caller, context, db_session
@@ -94,6 +114,7 @@ VERBS = {
 # Fixed sentences a redirect may ask the details page to show (`?done=<key>`).
 NOTICES = {"stopped": "The investigation was asked to stop."}
 EXAMPLE = Builder(RowGroup("all", [Row("from", "equals", "", "")]))
+NOTICE_SUBJECT_MAX = MAX_SUBJECT  # as `NoticeOptions.subject` takes it
 
 
 def _is_htmx(request: Request) -> bool:
@@ -101,7 +122,8 @@ def _is_htmx(request: Request) -> bool:
 
 
 def _running(view: InvestigationView) -> bool:
-    return view.status not in FINISHED
+    """Still changing: its search runs, or it is active (new hits may come any time)."""
+    return view.status not in FINISHED or (view.watch is not None and view.watch.state == "active")
 
 
 def _parse_day(value: str | None) -> date | None:
@@ -186,6 +208,23 @@ def investigations_table(
 
 # New investigation --------------------------------------------------------------------------
 
+DURATIONS = (
+    ("", "one search"),
+    ("1h", "1 hour"),
+    ("24h", "24 hours"),
+    ("7d", "7 days"),
+    ("custom", "custom…"),
+    ("continuous", "continuous (until stopped)"),
+)
+AUTO_ACTIONS = (
+    ("", "none (record them)"),
+    ("warn", "warn"),
+    ("junk", "move to Junk Email"),
+    ("trash", "move to Deleted Items"),
+    ("delete", "delete"),
+    ("purge", "purge"),
+)
+
 
 @dataclass
 class NewForm:
@@ -198,6 +237,9 @@ class NewForm:
     received_after: str = ""
     received_before: str = ""
     attached_emails: bool = True
+    duration: str = ""  # "" one search; "1h", "24h", "7d", "continuous", or custom
+    duration_custom: str = ""
+    action: str = ""  # on each new copy while active ("" none)
     query_json: str = ""
     use_json: bool = False
     builder: Builder = field(default_factory=lambda: EXAMPLE)
@@ -221,6 +263,9 @@ def _read_new(form: FormData) -> NewForm:
         received_after=form_field(form, "received_after", max_length=40),
         received_before=form_field(form, "received_before", max_length=40),
         attached_emails=form.get("attached_emails") == "1",
+        duration=form_field(form, "duration", max_length=16),
+        duration_custom=form_field(form, "duration_custom", max_length=16),
+        action=form_field(form, "action", max_length=16),
         query_json=form_field(form, "query", max_length=100_000),
         use_json=form.get("use_json") == "1",
     )
@@ -287,6 +332,8 @@ def _new_page(
             "field_choices": field_choices(),
             "all_ops": ALL_OPS,
             "scope_kinds": SCOPE_KINDS,
+            "durations": DURATIONS,
+            "auto_actions": AUTO_ACTIONS,
         },
         status_code=status_code,
     )
@@ -381,6 +428,154 @@ async def edit_builder(
     return await run_in_threadpool(show)
 
 
+# Search-as-you-type for the target users -----------------------------------------------------
+# The scope field takes names; typing in "Find" asks the configuration's directory (through
+# its provider) for up to DIRECTORY_LIMIT matches, debounced by htmx. Answers are cached per
+# configuration, kind and prefix for a short while, so a burst of keystrokes costs one
+# request per new prefix; a complete answer (fewer than the limit) also serves the longer
+# prefixes typed after it. Names come from the directory, so they are shown escaped.
+
+DIRECTORY_KINDS = ("users", "groups", "departments")
+DIRECTORY_LIMIT = 20
+DIRECTORY_TTL_SECONDS = 60.0
+DIRECTORY_CACHE_ENTRIES = 512
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """One search result: the label shown and the value the scope field takes."""
+
+    label: str
+    detail: str
+    value: str
+    match_keys: tuple[str, ...] = ()  # the names the directory's `startswith` looked at
+
+
+@dataclass
+class DirectoryCache:
+    """Recent directory answers by (configuration id, kind, lower-cased prefix)."""
+
+    ttl: float = DIRECTORY_TTL_SECONDS
+    entries: int = DIRECTORY_CACHE_ENTRIES
+    clock: Any = time.monotonic
+    _answers: dict[tuple[str, str, str], tuple[float, list[DirectoryEntry]]] = field(
+        default_factory=dict
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, configuration: str, kind: str, prefix: str) -> list[DirectoryEntry] | None:
+        """The cached answer for `prefix`, or one narrowed from a complete shorter prefix."""
+        key = prefix.casefold()
+        now = self.clock()
+        with self._lock:
+            for length in range(len(key), 0, -1):
+                found = self._answers.get((configuration, kind, key[:length]))
+                if found is None or now - found[0] > self.ttl:
+                    continue
+                if length == len(key):
+                    return list(found[1])
+                if len(found[1]) < DIRECTORY_LIMIT:  # complete: nothing else starts so
+                    return [e for e in found[1] if _entry_matches(e, key)]
+        return None
+
+    def put(self, configuration: str, kind: str, prefix: str, found: list[DirectoryEntry]) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._answers) >= self.entries:
+                stale = [k for k, (at, _) in self._answers.items() if now - at > self.ttl]
+                for k in stale or sorted(self._answers, key=lambda k: self._answers[k][0])[:64]:
+                    del self._answers[k]
+            self._answers[(configuration, kind, prefix.casefold())] = (now, list(found))
+
+
+def _entry_matches(entry: DirectoryEntry, prefix: str) -> bool:
+    """What the directory's `startswith` would say of an entry, for narrowing a cached answer."""
+    return any(name.casefold().startswith(prefix) for name in entry.match_keys if name)
+
+
+DIRECTORY_CACHE = DirectoryCache()
+
+
+def _directory_prefix(value: str | None) -> str:
+    return " ".join((value or "").split())[:MAX_SEARCH_PREFIX]
+
+
+async def _search_directory(
+    ctx: AppContext, configuration: MailConfiguration, kind: str, prefix: str
+) -> list[DirectoryEntry]:
+    provider = open_message_provider(ctx, configuration)
+    async with provider:
+        if kind == "groups":
+            groups = await provider.search_groups(prefix, DIRECTORY_LIMIT)
+            return [
+                DirectoryEntry(
+                    g.display_name or g.id,
+                    g.mail or "",
+                    g.mail or g.display_name,
+                    (g.display_name,),
+                )
+                for g in groups
+            ]
+        if kind == "departments":
+            names = await provider.search_departments(prefix, DIRECTORY_LIMIT)
+            return [DirectoryEntry(name, "", name, (name,)) for name in names]
+        users = await provider.search_users(prefix, DIRECTORY_LIMIT)
+        return [
+            DirectoryEntry(
+                u.display_name or u.upn,
+                u.upn if u.mail in (None, u.upn) else f"{u.upn} · {u.mail}",
+                u.upn,
+                (u.display_name, u.upn, u.mail or ""),
+            )
+            for u in users
+        ]
+
+
+def _directory_configuration(ctx: AppContext, name: str) -> MailConfiguration | None:
+    with ctx.sessions.begin() as db:
+        try:
+            record = configurations_service.get_configuration(db, ref=name)
+        except configurations_service.ConfigurationNotFound:
+            return None
+        if not record.enabled:
+            return None
+        db.expunge(record)
+        return record
+
+
+@router.get("/investigations/new/directory", response_class=HTMLResponse)
+async def directory_search(
+    request: Request,
+    who: Who,
+    ctx: Ctx,
+    configuration: Annotated[str, Query(max_length=200)] = "",
+    scope_kind: Annotated[str, Query(max_length=20)] = "users",
+    q: Annotated[str, Query(max_length=400)] = "",
+) -> HTMLResponse:
+    """Up to 20 users (groups, departments) of the configuration whose names start with `q`."""
+    ensure(who.role, "investigation.create")
+    kind = scope_kind if scope_kind in DIRECTORY_KINDS else "users"
+    prefix = _directory_prefix(q)
+    context: dict[str, Any] = {"kind": kind, "prefix": prefix, "entries": [], "problem": None}
+    if not prefix:
+        return page(request, who, "investigations/_directory.html", context)
+    record = await run_in_threadpool(_directory_configuration, ctx, configuration.strip())
+    if record is None:
+        context["problem"] = "Choose an enabled mail configuration first."
+        return page(request, who, "investigations/_directory.html", context)
+    key = str(record.id)
+    entries = DIRECTORY_CACHE.get(key, kind, prefix)
+    if entries is None:
+        try:
+            entries = await _search_directory(ctx, record, kind, prefix)
+        except (ProviderError, MailtrawlError) as exc:
+            context["problem"] = f"The directory could not be searched: {exc.message}"
+            return page(request, who, "investigations/_directory.html", context)
+        DIRECTORY_CACHE.put(key, kind, prefix, entries)
+    context["entries"] = entries
+    return page(request, who, "investigations/_directory.html", context)
+
+
 def _create_investigation(
     ctx: AppContext, request: Request, who: Caller, values: NewForm
 ) -> str | None:
@@ -388,11 +583,14 @@ def _create_investigation(
     document = _document(values)
     scope = scope_document(values.scope_kind, values.scope_values)
     try:
+        duration = values.duration_custom if values.duration == "custom" else values.duration
         data = InvestigationCreate(
             name=values.name,
             configuration=values.configuration,
             scope=scope,  # type: ignore[arg-type]  # validated into a ScopeSpec
             query=document or {},
+            duration=duration or None,
+            action=values.action or None,  # type: ignore[arg-type]  # validated: AutoAction
         )
     except ValidationError as exc:
         for error in exc.errors(include_url=False, include_input=False):
@@ -410,6 +608,9 @@ def _create_investigation(
             return None
         except configurations_service.ConfigurationNotFound as exc:
             values.fail("configuration", exc.message)
+            return None
+        except investigations_service.InvalidDuration as exc:
+            values.fail("action" if "action" in exc.message else "duration", exc.message)
             return None
         audit_service.record(
             db,
@@ -923,18 +1124,32 @@ class Choice:
     campaigns: list[str]
     everything: bool
     note: str = ""
+    # warn + notify: the notice's subject and body templates as the analyst edited them
+    # (empty: the runtime settings' templates).
+    notice_subject: str = ""
+    notice_body: str = ""
 
-    def data(self, *, dry_run: bool) -> ActionCreate:
+    @property
+    def notifies(self) -> bool:
+        return self.notify and self.action == "warn"
+
+    def data(self, *, dry_run: bool, with_notice: bool = True) -> ActionCreate:
         selection = Selection(
             hits=[uuid.UUID(h) for h in self.hits],
             campaigns=[] if self.everything else self.campaigns,
         )
         if self.everything:
             selection = Selection()
+        notice = None
+        if with_notice and self.notifies and (self.notice_subject or self.notice_body):
+            notice = NoticeOptions(
+                subject=self.notice_subject or None, body=self.notice_body or None
+            )
         return ActionCreate(
             action=self.action,  # type: ignore[arg-type]  # checked against ACTIONS
             selection=selection,
-            notify=self.notify and self.action == "warn",
+            notify=self.notifies,
+            notice=notice,
             dry_run=dry_run,
             note=self.note or None,
         )
@@ -944,6 +1159,23 @@ class Choice:
             return "Choose an action: " + ", ".join(ACTIONS) + "."
         if not (self.everything or self.hits or self.campaigns):
             return "Select at least one found message (or choose all of them)."
+        return None
+
+    def notice_problem(self) -> str | None:
+        """What is wrong with the edited notice (bounds, placeholders), if anything."""
+        if not self.notifies:
+            return None
+        if len(self.notice_subject) > NOTICE_SUBJECT_MAX:
+            return f"The notice's subject is longer than {NOTICE_SUBJECT_MAX} characters."
+        if len(self.notice_body) > MAX_TEMPLATE:
+            return f"The notice's body is longer than {MAX_TEMPLATE} characters."
+        try:
+            validate_template(
+                self.notice_subject or DEFAULT_NOTICE_SUBJECT,
+                self.notice_body or DEFAULT_NOTICE_BODY,
+            )
+        except NoticeTemplateError as exc:
+            return str(exc)
         return None
 
 
@@ -974,7 +1206,16 @@ def _choice(request: Request, form: FormData) -> Choice:
         campaigns=[] if everything or only else [c[:1000] for c in campaigns[:CAMPAIGNS_SHOWN]],
         everything=everything,
         note=form_field(form, "note", max_length=2000),
+        # Read a little past the bounds, so a longer text is refused rather than cut.
+        notice_subject=form_field(form, "notice_subject", max_length=NOTICE_SUBJECT_MAX + 1),
+        notice_body=_template_text(form, "notice_body", MAX_TEMPLATE + 1),
     )
+
+
+def _template_text(form: FormData, name: str, limit: int) -> str:
+    """A template field as typed (line breaks kept, surrounding blank lines dropped)."""
+    value = form.get(name)
+    return value[:limit].strip("\r\n ") if isinstance(value, str) else ""
 
 
 def _confirm_page(
@@ -988,6 +1229,7 @@ def _confirm_page(
     preview: Preview | None,
     error: str | None,
     status_code: int = 200,
+    extra: dict[str, Any] | None = None,
 ) -> HTMLResponse:
     return page(
         request,
@@ -1000,9 +1242,63 @@ def _confirm_page(
             "choice": choice,
             "preview": preview,
             "error": error,
+            "notice": None,
+            "notice_error": None,
+            "placeholders": sorted(PLACEHOLDERS),
+            "restore": None,
+            **(extra or {}),
         },
         status_code=status_code,
     )
+
+
+def _sample_hit(db: Session, view: InvestigationView, choice: Choice) -> InvestigationHit | None:
+    """One message the notice would be about: the first ticked one, else the first found."""
+    for ref in choice.hits[:1]:
+        hit = db.get(InvestigationHit, uuid.UUID(ref))
+        if hit is not None and hit.investigation_id == view.id:
+            return hit
+    first = investigations_service.list_hits(db, ref=view.id, limit=1)
+    if not first.items:
+        return None
+    return db.get(InvestigationHit, first.items[0].id)
+
+
+def _notice_preview(
+    db: Session, ctx: AppContext, view: InvestigationView, choice: Choice
+) -> dict[str, Any]:
+    """The notice one mailbox would receive (its templates filled in from the settings when
+    left empty), rendered as the worker renders it and sanitised for a sandboxed frame."""
+    effective = settings_store.effective_settings(db, ctx.settings)
+    if not choice.notice_subject:
+        choice.notice_subject = effective.warning_notice_subject or DEFAULT_NOTICE_SUBJECT
+    if not choice.notice_body:
+        choice.notice_body = effective.warning_notice_body or DEFAULT_NOTICE_BODY
+    hit = _sample_hit(db, view, choice)
+    if hit is None:
+        return {}
+    mailbox = MailboxRef(id=hit.mailbox_id, upn=hit.mailbox_upn, mail=hit.mailbox_upn)
+    item = NoticeItem(
+        subject=hit.subject,
+        sender_address=hit.sender_address,
+        sender_name=hit.sender_name,
+        received=hit.received,
+    )
+    message = render_notice(
+        mailbox=mailbox,
+        items=[item],
+        subject_template=choice.notice_subject,
+        body_template=choice.notice_body,
+        organisation=effective.organisation_name,
+        internet_message_id=notice_message_id(f"preview:{view.id}"),
+    )
+    return {
+        "mailbox": hit.mailbox_upn,
+        "subject": message.subject,
+        # A srcdoc frame inherits the page's CSP (no inline styles): drop them first, so the
+        # browser has nothing to refuse (nh3's defaults keep formatting, not `style`).
+        "srcdoc": message_preview.preview_srcdoc(nh3.clean(message.body)),
+    }
 
 
 _REFUSALS = (remediation_service.RemediationError, NoticeTemplateError)
@@ -1038,11 +1334,13 @@ def _preview_action(
                 error=problem,
                 status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             )
+        notice_error = choice.notice_problem()
         try:
             preview, _ = remediation_service.request_action(
                 db,
                 investigation=view.id,
-                data=choice.data(dry_run=True),
+                # With a broken notice the counts are still shown, next to what to fix.
+                data=choice.data(dry_run=True, with_notice=notice_error is None),
                 actor=_actor(request, who),
                 settings=ctx.settings,
             )
@@ -1058,6 +1356,11 @@ def _preview_action(
                 error=_refusal_text(exc),
                 status_code=status.HTTP_409_CONFLICT,
             )
+        extra: dict[str, Any] = {"notice_error": notice_error}
+        if choice.notifies and notice_error is None:
+            extra["notice"] = _notice_preview(db, ctx, view, choice)
+        if notice_error is not None and status_code == 200:
+            status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
         return _confirm_page(
             request,
             who,
@@ -1068,6 +1371,7 @@ def _preview_action(
             preview=preview,
             error=error,
             status_code=status_code,
+            extra=extra,
         )
 
 
@@ -1127,7 +1431,7 @@ async def request_action(request: Request, who: Who, ctx: Ctx, investigation_id:
     ensure(who.role, "remediation.request")
     _from_this_site(request)
     choice = _choice(request, await read_form(request))
-    if choice.problem() is not None:
+    if choice.problem() is not None or choice.notice_problem() is not None:
         return await run_in_threadpool(_preview_action, ctx, request, who, investigation_id, choice)
     created, refusal = await run_in_threadpool(
         _request_action, ctx, request, who, investigation_id, choice
@@ -1144,6 +1448,27 @@ async def request_action(request: Request, who: Who, ctx: Ctx, investigation_id:
 # Restore --------------------------------------------------------------------------------------
 
 
+MAX_RESTORE_MAILBOXES = 1000  # as many as the preview lists (`PREVIEW_MAILBOXES`)
+
+
+def _chosen_mailboxes(form: FormData, name: str) -> list[str]:
+    """The mailboxes a restore form names (addresses as the preview listed them), deduplicated."""
+    values = [
+        v.strip()[:320] for v in form.getlist(name)[:MAX_RESTORE_MAILBOXES] if isinstance(v, str)
+    ]
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _undone_action(db: Session, view: InvestigationView, action_id: str) -> Any:
+    try:
+        undone = remediation_service.get_action(db, ref=action_id)
+    except remediation_service.ActionNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
+    if undone.investigation_id != view.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such action on this investigation.")
+    return undone
+
+
 def _preview_restore(
     ctx: AppContext,
     request: Request,
@@ -1152,26 +1477,33 @@ def _preview_restore(
     action_id: str,
     error: str | None = None,
     status_code: int = 200,
+    mailboxes: list[str] | None = None,
 ) -> HTMLResponse:
+    """The restore's confirmation: every mailbox of the undone action to choose from, and the
+    exact counts of the chosen ones (all of them when `mailboxes` is None)."""
     with ctx.sessions.begin() as db:
         view = _investigation(db, investigation_id)
         post_to = f"/investigations/{view.id}/actions/{action_id}/restore"
-        try:
-            undone = remediation_service.get_action(db, ref=action_id)
-        except remediation_service.ActionNotFound as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
-        if undone.investigation_id != view.id:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "No such action on this investigation.")
+        undone = _undone_action(db, view, action_id)
         verb = f"Restore (undo {undone.kind})"
-        choice = Choice("restore", False, [], [], True)
+        choice = Choice("restore", False, [], [], mailboxes is None)
         try:
-            preview, _ = remediation_service.request_restore(
+            everything, _ = remediation_service.request_restore(
                 db,
                 action=undone.id,
                 data=RestoreCreate(dry_run=True),
                 actor=_actor(request, who),
                 settings=ctx.settings,
             )
+            preview = everything
+            if mailboxes:
+                preview, _ = remediation_service.request_restore(
+                    db,
+                    action=undone.id,
+                    data=RestoreCreate(mailboxes=mailboxes, dry_run=True),
+                    actor=_actor(request, who),
+                    settings=ctx.settings,
+                )
         except _REFUSALS as exc:
             return _confirm_page(
                 request,
@@ -1184,16 +1516,36 @@ def _preview_restore(
                 error=_refusal_text(exc),
                 status_code=status.HTTP_409_CONFLICT,
             )
+        if mailboxes is not None and not mailboxes:
+            error = error or "Tick at least one mailbox to restore, then count again."
+            status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+        chosen = {m.casefold() for m in mailboxes or ()}
+        extra = {
+            "restore": {
+                "choices": [
+                    {
+                        "mailbox": m.mailbox,
+                        "messages": m.messages,
+                        "chosen": mailboxes is None or m.mailbox.casefold() in chosen,
+                    }
+                    for m in everything.by_mailbox
+                ],
+                "truncated": everything.by_mailbox_truncated,
+                "counted": [] if mailboxes is None else mailboxes,
+                "total_mailboxes": everything.mailboxes,
+            }
+        }
         return _confirm_page(
             request,
             who,
             view,
             verb=verb,
             post_to=post_to,
-            choice=choice,
+            choice=None if mailboxes is not None and not mailboxes else choice,
             preview=preview,
             error=error,
             status_code=status_code,
+            extra=extra,
         )
 
 
@@ -1204,22 +1556,31 @@ def _preview_restore(
 async def preview_restore(
     request: Request, who: Who, ctx: Ctx, investigation_id: str, action_id: str
 ) -> HTMLResponse:
-    """The confirmation step of a restore: how many copies go back, from where."""
+    """The confirmation step of a restore: how many copies go back, from where; with
+    `choose_mailboxes=1` only the ticked `mailbox` fields are counted."""
     ensure(who.role, "remediation.request")
     _from_this_site(request)
-    await read_form(request)
-    return await run_in_threadpool(_preview_restore, ctx, request, who, investigation_id, action_id)
+    form = await read_form(request)
+    mailboxes = _chosen_mailboxes(form, "mailbox") if form.get("choose_mailboxes") == "1" else None
+    return await run_in_threadpool(
+        _preview_restore, ctx, request, who, investigation_id, action_id, None, 200, mailboxes
+    )
 
 
 def _request_restore(
-    ctx: AppContext, request: Request, who: Caller, action_id: str, note: str
+    ctx: AppContext,
+    request: Request,
+    who: Caller,
+    action_id: str,
+    note: str,
+    mailboxes: list[str] | None = None,
 ) -> tuple[str | None, str | None]:
     with write_session(ctx.sessions) as db:
         try:
             _, action = remediation_service.request_restore(
                 db,
                 action=action_id,
-                data=RestoreCreate(note=note or None),
+                data=RestoreCreate(mailboxes=mailboxes or [], note=note or None),
                 actor=_actor(request, who),
                 settings=ctx.settings,
             )
@@ -1236,27 +1597,33 @@ def _request_restore(
 async def request_restore(
     request: Request, who: Who, ctx: Ctx, investigation_id: str, action_id: str
 ) -> Response:
-    """Confirmed: undo the action (moved copies go back, deleted ones come from the vault)."""
+    """Confirmed: undo the action (moved copies go back, deleted ones come from the vault),
+    in every mailbox or only in the `restore_mailbox` ones the confirmation counted."""
     ensure(who.role, "remediation.request")
     _from_this_site(request)
-    note = form_field(await read_form(request), "note", max_length=2000)
+    form = await read_form(request)
+    note = form_field(form, "note", max_length=2000)
+    mailboxes = _chosen_mailboxes(form, "restore_mailbox") or None
 
     def check() -> None:
         with ctx.sessions.begin() as db:
-            view = _investigation(db, investigation_id)
-            try:
-                undone = remediation_service.get_action(db, ref=action_id)
-            except remediation_service.ActionNotFound as exc:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
-            if undone.investigation_id != view.id:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "No such action here.")
+            _undone_action(db, _investigation(db, investigation_id), action_id)
 
     await run_in_threadpool(check)
-    created, refusal = await run_in_threadpool(_request_restore, ctx, request, who, action_id, note)
+    created, refusal = await run_in_threadpool(
+        _request_restore, ctx, request, who, action_id, note, mailboxes
+    )
 
     def again(refusal: str | None) -> HTMLResponse:
         return _preview_restore(
-            ctx, request, who, investigation_id, action_id, refusal, status.HTTP_409_CONFLICT
+            ctx,
+            request,
+            who,
+            investigation_id,
+            action_id,
+            refusal,
+            status.HTTP_409_CONFLICT,
+            mailboxes,
         )
 
     return await _after_request(request, who, ctx, investigation_id, created, refusal, again)

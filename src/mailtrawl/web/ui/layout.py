@@ -27,6 +27,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Dashboard", "/", "investigation.read"),
     ("Mail configurations", "/configurations", "configuration.read"),
     ("Investigations", "/investigations", "investigation.read"),
+    ("Reported", "/reports", "report.read"),
     ("Approvals", "/approvals", "investigation.read"),
     ("Audit log", "/audit", "audit.read"),
     ("Settings", "/settings", "investigation.read"),

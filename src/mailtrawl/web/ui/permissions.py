@@ -18,6 +18,8 @@ PERMISSIONS: dict[str, Role] = {
     "remediation.request": Role.ANALYST,
     "remediation.reject": Role.ANALYST,  # an analyst may withdraw their own request
     "remediation.approve": Role.ADMIN,
+    "report.read": Role.VIEWER,
+    "report.edit": Role.ANALYST,  # upload, verdict, status, tags, notes, notify, archives
     "configuration.read": Role.VIEWER,
     "configuration.edit": Role.ADMIN,
     "configuration.test": Role.ADMIN,
