@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -194,11 +193,9 @@ def test_large_tenant_has_realistic_proportions() -> None:
     assert all(u["userPrincipalName"].isascii() for u in users)
 
 
-def test_generation_is_fast_and_small_on_disk(tmp_path: Path) -> None:
-    started = time.perf_counter()
+def test_generation_is_small_on_disk(tmp_path: Path) -> None:
+    # Speed is measured by `make bench` (emulator: generate_seconds).
     summary = generate(tmp_path, users=3000, messages_per_mailbox=100, campaigns=3, seed=1)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 20  # generous: about 0.5 s here
     assert summary.users == 3000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ground-truth.json", "tenant.json"]
     assert (tmp_path / "tenant.json").stat().st_size < 3_000_000
@@ -332,15 +329,13 @@ def test_shared_lists_refuse_in_place_changes(generated: Generated) -> None:
     assert msg.headers == [("X-Test", "1")]
 
 
-def test_build_speed_sanity(tmp_path: Path) -> None:
+def test_every_mailbox_builds_its_messages(tmp_path: Path) -> None:
+    # Speed is measured by `make bench` (emulator: mailbox_build).
     generate(tmp_path, users=200, messages_per_mailbox=100, campaigns=0, seed=4)
     loaded = load_tenant(tmp_path)
     users = [u for u in loaded.tenant.users.values() if u.has_mailbox][:100]
-    started = time.perf_counter()
     for user in users:
         assert len(loaded.build_mailbox(user).messages) == 100
-    per_mailbox = (time.perf_counter() - started) / len(users)
-    assert per_mailbox < 0.05  # generous; about 1.5 ms here
 
 
 # --------------------------------------------------------------------------- ground truth

@@ -519,6 +519,17 @@ def test_notifications_are_batched_per_url(
     assert len(webhook.posts) < 6
 
 
+def _stats_when(
+    emulator: EmulatorProcess, ready: Callable[[dict[str, int]], bool]
+) -> dict[str, int]:
+    deadline = time.monotonic() + WAIT
+    stats = emulator.notification_stats()
+    while not ready(stats) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stats = emulator.notification_stats()
+    return stats
+
+
 def test_failed_deliveries_are_retried_then_given_up(
     emulator: EmulatorProcess, graph: httpx.Client, webhook: Webhook
 ) -> None:
@@ -527,15 +538,13 @@ def test_failed_deliveries_are_retried_then_given_up(
     webhook.failures = 2
     _deliver(emulator, "Eventually")
     webhook.wait_for(lambda items: len(items) >= 1)
-    stats = emulator.notification_stats()
+    # The webhook records the body before its 202 reaches the emulator: wait for the count.
+    stats = _stats_when(emulator, lambda s: s["delivered"] >= 1)
     assert (stats["delivered"], stats["retried"], stats["failed"]) == (1, 2, 0)
 
     webhook.failures = 100
     _deliver(emulator, "Never")
-    deadline = time.monotonic() + WAIT
-    while emulator.notification_stats()["failed"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stats = emulator.notification_stats()
+    stats = _stats_when(emulator, lambda s: s["failed"] >= 1)
     assert (stats["delivered"], stats["retried"], stats["failed"]) == (1, 5, 1)
     assert webhook.attempts == 1 + 2 + 4  # bounded: first try plus three retries
 

@@ -65,6 +65,28 @@ _RETRYABLE_STATUS = {
 # Answers that prove a request was refused before anything happened (safe to repeat).
 _NOT_APPLIED = {429, 503}
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Graph's well-known mail folder names (addressable as /mailFolders/{name}).
+WELL_KNOWN_FOLDERS = frozenset(
+    {
+        "archive",
+        "clutter",
+        "conflicts",
+        "conversationhistory",
+        "deleteditems",
+        "drafts",
+        "inbox",
+        "junkemail",
+        "localfailures",
+        "msgfolderroot",
+        "outbox",
+        "recoverableitemsdeletions",
+        "scheduled",
+        "searchfolders",
+        "sentitems",
+        "serverfailures",
+        "syncissues",
+    }
+)
 
 
 class AccessTokens(Protocol):

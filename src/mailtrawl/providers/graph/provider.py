@@ -74,6 +74,7 @@ from mailtrawl.providers.graph.client import (
     BATCH_LIMIT,
     IMMUTABLE_IDS,
     JSON,
+    WELL_KNOWN_FOLDERS,
     BatchRequest,
     BatchResponse,
     GraphClient,
@@ -109,27 +110,6 @@ SETTINGS_ROLE = "MailboxSettings.ReadWrite"
 REQUIRED_ROLES = (DIRECTORY_ROLE, USERS_ROLE, MAIL_ROLE, SETTINGS_ROLE)
 
 USER_SELECT = "id,userPrincipalName,mail,displayName,department,accountEnabled"
-WELL_KNOWN_FOLDERS = frozenset(
-    {
-        "archive",
-        "clutter",
-        "conflicts",
-        "conversationhistory",
-        "deleteditems",
-        "drafts",
-        "inbox",
-        "junkemail",
-        "localfailures",
-        "msgfolderroot",
-        "outbox",
-        "recoverableitemsdeletions",
-        "scheduled",
-        "searchfolders",
-        "sentitems",
-        "serverfailures",
-        "syncissues",
-    }
-)
 # Outlook's category colours: neutral names → presets (presetN or "none" pass through).
 CATEGORY_COLORS = {
     "red": "preset0",

@@ -20,7 +20,7 @@ from typing import Any
 
 from mailtrawl.errors import NotFound
 from mailtrawl.providers.errors import RequestRejected
-from mailtrawl.providers.graph.client import JSON, GraphClient, segment
+from mailtrawl.providers.graph.client import JSON, WELL_KNOWN_FOLDERS, GraphClient, segment
 
 # The permission mailtrawl holds that covers subscribing (Graph needs Mail.Read or more).
 SUBSCRIPTION_ROLE = "Mail.ReadWrite"
@@ -29,27 +29,6 @@ MAX_LIFETIME = timedelta(minutes=10_070)
 LIFETIME_MARGIN = timedelta(minutes=5)
 MAX_CLIENT_STATE = 128
 CHANGE_TYPES: tuple[str, ...] = ("created", "updated", "deleted")
-WELL_KNOWN_FOLDERS = frozenset(
-    {
-        "archive",
-        "clutter",
-        "conflicts",
-        "conversationhistory",
-        "deleteditems",
-        "drafts",
-        "inbox",
-        "junkemail",
-        "localfailures",
-        "msgfolderroot",
-        "outbox",
-        "recoverableitemsdeletions",
-        "scheduled",
-        "searchfolders",
-        "sentitems",
-        "serverfailures",
-        "syncissues",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
