@@ -7,8 +7,10 @@ answer makes the engine fetch more (attachment contents), so bodies and attachme
 read only for messages that still need them.
 
 Literal body keywords of the whole query are found in one pass by a multi-pattern matcher
-(`mailtrawl.matching.literals`); regexes are RE2 (linear time). Children of a group are
-evaluated cheapest first.
+(`mailtrawl.matching.literals`); hunts compiled together (`compile_hunts`, as the watcher
+does for every active investigation of a configuration) share one matcher, so a message's
+text is scanned once for all of them. Regexes are RE2 (linear time). Children of a group
+are evaluated cheapest first.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ class MessageView:
     body_html: str | None = None
     body_known: bool = False
     attachments: tuple[AttachmentView, ...] | None = None
-    _cache: dict[str, Any] = field(default_factory=dict)
+    # Derived values by name, and keyword findings by `KeywordPool`.
+    _cache: dict[object, Any] = field(default_factory=dict)
 
     def derived(self, key: str) -> Any:
         """Values computed once per message: the searchable text, links, relay IPs."""
@@ -189,27 +192,56 @@ def _address_matches(addresses: Iterable[EmailAddress], wanted: tuple[str, ...])
     return False
 
 
+class KeywordPool:
+    """The body keywords of one or many hunts, compiled into one multi-pattern matcher.
+
+    Hunts add their keywords, then the pool is compiled on first use; a message's findings
+    are kept on its view, so every hunt of the pool reads the same single scan.
+    """
+
+    def __init__(self) -> None:
+        self._patterns: list[str] = []
+        self._matcher: LiteralMatcher | None = None
+
+    def add(self, values: Sequence[str]) -> list[int]:
+        if self._matcher is not None:
+            raise RuntimeError("keywords cannot be added once the pool is in use")
+        start = len(self._patterns)
+        self._patterns.extend(values)
+        return list(range(start, len(self._patterns)))
+
+    def found(self, view: MessageView) -> set[int]:
+        """Ids of this pool's keywords in the message's text (scanned once per view)."""
+        if self not in view._cache:
+            if self._matcher is None:
+                self._matcher = LiteralMatcher(self._patterns, word_start=True)
+            view._cache[self] = self._matcher.find(view.derived("text"))
+        found: set[int] = view._cache[self]
+        return found
+
+
+def compile_hunts(hunts: Sequence[Hunt]) -> list[CompiledHunt]:
+    """Hunts compiled to be evaluated together: one keyword scan per message serves all."""
+    pool = KeywordPool()
+    return [CompiledHunt(hunt, keywords=pool) for hunt in hunts]
+
+
 class CompiledHunt:
     """A `Hunt` made ready to evaluate on many messages."""
 
-    def __init__(self, hunt: Hunt) -> None:
+    def __init__(self, hunt: Hunt, *, keywords: KeywordPool | None = None) -> None:
         self.hunt = hunt
-        keywords: list[str] = []
+        self._keywords = keywords if keywords is not None else KeywordPool()
         self._keyword_ids: dict[str, list[int]] = {}
         self._regexes: dict[str, list[Any]] = {}
         self._globs: dict[str, list[Any]] = {}
         for leaf in leaves(hunt.match):
             if leaf.field == "body":
-                ids = []
-                for value in leaf.values:
-                    ids.append(len(keywords))
-                    keywords.append(value)
-                self._keyword_ids[leaf.path] = ids
+                self._keyword_ids[leaf.path] = self._keywords.add(leaf.values)
             elif leaf.field == "body_regex":
                 self._regexes[leaf.path] = [compile_regex(v) for v in leaf.values]
             elif leaf.field in ("attachment_name", "attachment_type"):
                 self._globs[leaf.path] = [compile_glob(v) for v in leaf.values]
-        self._keywords = LiteralMatcher(keywords, word_start=True) if keywords else None
         self._root = _ordered(hunt.match) if hunt.match is not None else None
         self.needs_attachment_content = any(
             leaf.field == "attachment_hash" for leaf in leaves(hunt.match)
@@ -294,10 +326,7 @@ class CompiledHunt:
 
     def _body(self, leaf: Leaf, view: MessageView) -> bool:
         if leaf.field == "body":
-            assert self._keywords is not None
-            if "keywords" not in view._cache:
-                view._cache["keywords"] = self._keywords.find(view.derived("text"))
-            found: set[int] = view._cache["keywords"]
+            found = self._keywords.found(view)
             return any(i in found for i in self._keyword_ids[leaf.path])
         if leaf.field == "url":
             urls: set[str] = view.derived("urls")

@@ -3,7 +3,9 @@
 The metadata delta returns is judged first (three-valued: a query that needs the body or
 the attachments says "unknown"); only when some query cannot decide are more parts
 fetched, once, with what every undecided query needs together, then the attachments'
-contents if still needed. Each query then decides on the same copy of the message.
+contents if still needed. Each query then decides on the same view of the message: its text,
+links and relay IPs are derived once, and the keywords of all the queries (compiled together
+by `matcher.compile_hunts`) are found in one scan.
 """
 
 from __future__ import annotations
@@ -97,9 +99,10 @@ async def evaluate(
     """
     found: dict[uuid.UUID, Match] = {}
     message = FetchedMessage(meta=meta)
+    view = view_of_fetched(message)
     undecided: list[WatchedQuery] = []
     for query in queries:
-        result, matched = query.compiled.evaluate(view_of_fetched(message))
+        result, matched = query.compiled.evaluate(view)
         if result:
             found[query.investigation_id] = Match(message, matched, via_attached=False)
         elif result is None or _wants_attached(query, message):
@@ -108,9 +111,10 @@ async def evaluate(
         return found
     parts, body_format = _parts_for(undecided)
     message = await provider.fetch(meta.ref, parts, body_format=body_format)
+    view = view_of_fetched(message)
     deeper: list[WatchedQuery] = []
     for query in undecided:
-        result, matched = query.compiled.evaluate(view_of_fetched(message))
+        result, matched = query.compiled.evaluate(view)
         if result:
             found[query.investigation_id] = Match(message, matched, via_attached=False)
         elif result is None or _wants_attached(query, message):

@@ -43,7 +43,7 @@ from mailtrawl.core import ChangeRequest, MailboxRef, MessageMeta
 from mailtrawl.errors import MailtrawlError, ProviderError, Throttled
 from mailtrawl.investigations.engine import ProviderFactory, hit_row
 from mailtrawl.investigations.hits import store_hits
-from mailtrawl.investigations.matcher import CompiledHunt
+from mailtrawl.investigations.matcher import CompiledHunt, compile_hunts
 from mailtrawl.investigations.models import Investigation, WatchState
 from mailtrawl.investigations.planner import plan_hunt
 from mailtrawl.investigations.query import parse_query
@@ -90,6 +90,7 @@ class _ConfigurationWatch:
     # (mailbox id, message id) judged already: a later update of it is not judged again.
     seen: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
     notifications: bool = False
+    unreadable: set[uuid.UUID] = field(default_factory=set)  # queries that do not parse
 
     def members_of(self, mailbox_id: str) -> list[WatchedQuery]:
         return [
@@ -257,28 +258,39 @@ class Watcher:
             return records
 
     def _update_queries(self, watch: _ConfigurationWatch, records: list[Investigation]) -> None:
+        """Follow the active investigations; when they change, compile all their queries
+        again together, so one keyword scan per message serves every one of them."""
         wanted = {r.id: r for r in records}
+        changed = False
         for gone in set(watch.queries) - set(wanted):
             watch.queries.pop(gone, None)
             watch.scopes.pop(gone, None)
+            changed = True
         for investigation_id, record in wanted.items():
-            if investigation_id in watch.queries:
+            if investigation_id in watch.queries or investigation_id in watch.unreadable:
                 continue
             try:
                 hunt = parse_query(record.query)
             except (MailtrawlError, ValueError) as exc:
                 log.warning("investigation %s cannot watch: %s", investigation_id, exc)
+                watch.unreadable.add(investigation_id)
                 continue
-            since = record.watch_started_at or record.created_at
             watch.queries[investigation_id] = WatchedQuery(
                 investigation_id=investigation_id,
                 compiled=CompiledHunt(hunt),
                 plan=plan_hunt(hunt, watch.provider.capabilities),
-                since=since,
+                since=record.watch_started_at or record.created_at,
                 until=record.active_until,
                 action=record.auto_action,
             )
             watch.scopes[investigation_id] = _Scope(dict(record.scope))
+            changed = True
+        if changed:
+            queries = list(watch.queries.values())
+            for query, compiled in zip(
+                queries, compile_hunts([q.compiled.hunt for q in queries]), strict=True
+            ):
+                query.compiled = compiled
 
     async def _unwatch(self, watch: _ConfigurationWatch) -> None:
         """No investigation watches this configuration any more: forget its schedule."""
