@@ -142,6 +142,16 @@ class Watching:
                 )
             )
 
+    def hit_folders(self, investigation_id: uuid.UUID) -> list[str | None]:
+        with self.store.sessions() as session:
+            return list(
+                session.scalars(
+                    select(InvestigationHit.folder).where(
+                        InvestigationHit.investigation_id == investigation_id
+                    )
+                )
+            )
+
     def cursors(self, mailbox_upn: str) -> int:
         mailbox_id = self.emulator.snapshot(mailbox_upn)["userId"]
         with self.store.sessions() as session:

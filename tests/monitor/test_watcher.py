@@ -183,3 +183,36 @@ def test_a_throttling_storm_loses_nothing_and_records_nothing_twice(watching: Wa
     wait_for(lambda: worker.watcher.stats.rounds > rounds + 4, what="a few more rounds")
     assert w.hit_subjects(investigation_id) == sorted(subjects)
     assert w.record(investigation_id).new_hits == len(subjects)
+
+
+def test_moves_and_deletions_by_the_user_keep_the_found_copy_current(
+    any_watching: Watching,
+) -> None:
+    w = any_watching
+    investigation_id = w.create(duration="continuous")
+    w.worker()
+    w.ready(investigation_id, ALICE)
+    [delivered] = w.emulator.deliver(phishing("Moved around"), [ALICE])
+    wait_for(lambda: w.hit_subjects(investigation_id) == ["Moved around"], what="the hit")
+    assert w.hit_folders(investigation_id) == ["inbox"]
+
+    def move(destination: str) -> None:
+        token = w.emulator.token()
+        with w.emulator.client() as graph:
+            answer = graph.post(
+                f"{w.emulator.graph}/users/{ALICE}/messages/{delivered['immutableId']}/move",
+                json={"destinationId": destination},
+                headers={"Authorization": f"Bearer {token}", "Prefer": 'IdType="ImmutableId"'},
+            )
+        assert answer.status_code == 201, answer.text
+
+    # Into the other watched folder: delta reports it removed from one, created in the other.
+    move("junkemail")
+    wait_for(lambda: w.hit_folders(investigation_id) == ["junkemail"], what="the move to junk")
+    # Out of the watched folders: only the removal is seen, so where it is becomes unknown.
+    move("archive")
+    wait_for(lambda: w.hit_folders(investigation_id) == [None], what="the move out of sight")
+    # Seen again in a watched folder: known again, and still one hit.
+    move("inbox")
+    wait_for(lambda: w.hit_folders(investigation_id) == ["inbox"], what="the move back")
+    assert w.hit_subjects(investigation_id) == ["Moved around"]

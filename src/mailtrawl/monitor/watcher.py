@@ -44,7 +44,7 @@ from mailtrawl.errors import MailtrawlError, ProviderError, Throttled
 from mailtrawl.investigations.engine import ProviderFactory, hit_row
 from mailtrawl.investigations.hits import store_hits
 from mailtrawl.investigations.matcher import CompiledHunt, compile_hunts
-from mailtrawl.investigations.models import Investigation, WatchState
+from mailtrawl.investigations.models import Investigation, InvestigationHit, WatchState
 from mailtrawl.investigations.planner import plan_hunt
 from mailtrawl.investigations.query import parse_query
 from mailtrawl.monitor.evaluate import Match, WatchedQuery, evaluate
@@ -402,6 +402,11 @@ class Watcher:
                 continue
             if batch.cursor:
                 outcome.cursors[(mailbox_id, request.folder)] = batch.cursor
+            outcome.removed.extend((mailbox_id, gone, request.folder) for gone in batch.removed)
+            outcome.located.extend(
+                (mailbox_id, meta.ref.stable_id, meta.ref.folder_id, meta.ref.folder_name)
+                for meta in batch.changed
+            )
             judging.extend(
                 asyncio.create_task(self._judge(watch, request.folder, meta, outcome))
                 for meta in batch.changed
@@ -473,6 +478,7 @@ class Watcher:
         now = utcnow()
         configuration_id = watch.configuration_id
         with write_session(self.sessions) as session:
+            self._follow_moves(session, watch, outcome)
             inserted = self._store_matches(session, watch, outcome.matches, now)
             hit_mailboxes = {mailbox_id for mailbox_id, _ in inserted}
             self._request_actions(session, watch, [i for _, i in inserted])
@@ -526,6 +532,58 @@ class Watcher:
                         last_error=bindparam("v_error"),
                     ),
                     schedule,
+                )
+
+    def _follow_moves(
+        self, session: Session, watch: _ConfigurationWatch, outcome: _Outcome
+    ) -> None:
+        """Keep the folder of the copies found by active investigations current.
+
+        A copy that left the folder it was found in (`@removed`) was moved out of the watched
+        folders or deleted: its folder becomes unknown (actions address it by its immutable
+        id, and report it gone if it is). A copy seen in another watched folder moved there.
+        Removals are applied first and only to copies still recorded in that folder, so the
+        order in which a move's two halves arrive does not matter, and a move made by our own
+        action (which records the new folder itself) is left as it is.
+        """
+        if not watch.queries or not (outcome.removed or outcome.located):
+            return
+        column = cast(Table, InvestigationHit.__table__).c
+        hits = cast(Table, InvestigationHit.__table__)
+        removed = [
+            {"k_mailbox": m, "k_message": i[:512], "k_folder": f} for m, i, f in outcome.removed
+        ]
+        located = [
+            {"k_mailbox": m, "k_message": i[:512], "v_folder_id": fid, "v_folder": name}
+            for m, i, fid, name in outcome.located
+            if fid is not None
+        ]
+        connection = session.connection()
+        for investigation_id in watch.queries:
+            same = (
+                (column.investigation_id == investigation_id)
+                & (column.mailbox_id == bindparam("k_mailbox"))
+                & (column.message_id == bindparam("k_message"))
+            )
+            if removed:
+                connection.execute(
+                    hits.update()
+                    .where(same & (column.folder == bindparam("k_folder")))
+                    .values(folder_id=None, folder=None),
+                    removed,
+                )
+            if located:
+                connection.execute(
+                    hits.update()
+                    .where(
+                        same
+                        & (
+                            column.folder_id.is_(None)
+                            | (column.folder_id != bindparam("v_folder_id"))
+                        )
+                    )
+                    .values(folder_id=bindparam("v_folder_id"), folder=bindparam("v_folder")),
+                    located,
                 )
 
     def _write_cursors(
@@ -814,6 +872,10 @@ class _Outcome:
     matches: list[tuple[uuid.UUID, Match]] = field(default_factory=list)
     retry: set[tuple[str, str]] = field(default_factory=set)  # folders to read again
     known: set[tuple[str, str]] = field(default_factory=set)  # folders with a stored cursor
+    # Every message seen in a watched folder: (mailbox id, message id, folder id, folder).
+    located: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+    # Messages that left a watched folder (`@removed`): (mailbox id, message id, folder).
+    removed: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 WakeCallback = Callable[[], None]
