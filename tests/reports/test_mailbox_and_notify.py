@@ -15,6 +15,7 @@ from aiosmtpd.controller import Controller
 
 from mailtrawl.reports import notify, service
 from mailtrawl.reports.mailbox import ReportingMailboxPoller
+from mailtrawl.reports.models import CaseEvent
 from mailtrawl.storage.engine import write_session
 from mailtrawl.tasks.worker import provider_factory
 from tests.investigations.conftest import FAST_RETRY
@@ -207,3 +208,26 @@ def test_a_failed_delivery_is_on_the_timeline(reports: Reports) -> None:
     failed = [e for e in reports.case(result.case.id).timeline if e.kind == "notification_failed"]
     assert len(failed) == 1
     assert "127.0.0.1:9" in failed[0].message
+
+
+def test_a_notification_placed_before_a_crash_is_not_placed_again(reports: Reports) -> None:
+    reports.configure(auto_investigation={"enabled": False})
+    result = reports.submit(wrapped(phish(), reporter="Alice <alice@contoso.com>"))
+    reports.run_jobs()
+
+    def told() -> list[dict[str, Any]]:
+        return [m for m in reports.inbox("alice@contoso.com") if "Your report" in m["subject"]]
+
+    assert len(told()) == 1
+    # The process died after placing the message and before recording it: the record is gone.
+    with write_session(reports.sessions) as session:
+        events = session.query(CaseEvent).filter(
+            CaseEvent.case_id == result.case.id, CaseEvent.kind == "notified"
+        )
+        [event] = list(events)
+        key = str(event.detail["key"])
+        events.delete()
+    outcome = asyncio.run(reports.report_engine().notify_case(result.case.id, key=key))
+    assert outcome == {"alice@contoso.com": "sent"}
+    assert len(told()) == 1  # found by its Internet message id, not placed twice
+    assert [e.kind for e in reports.case(result.case.id).timeline].count("notified") == 1

@@ -40,8 +40,8 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from mailtrawl.core.mail import EmailAddress, MailboxRef, NewMessage
-from mailtrawl.errors import MailtrawlError
+from mailtrawl.core.mail import EmailAddress, MailboxRef, MessageRef, NewMessage
+from mailtrawl.errors import MailtrawlError, NotFound, ProviderError
 from mailtrawl.matching.text import html_to_text
 from mailtrawl.providers.base import Provider
 from mailtrawl.reports.schemas import SmtpSettings
@@ -218,8 +218,15 @@ class Notification:
 
 
 async def deliver_to_mailbox(provider: Provider, notification: Notification) -> str:
-    """Create the notification, unread, in the reporter's inbox; returns its message id."""
+    """Create the notification, unread, in the reporter's inbox; returns its message id.
+
+    A notification placed by an attempt whose outcome was never recorded (the process died
+    in between) is found by its deterministic Internet message id and not placed twice.
+    """
     mailbox: MailboxRef = await provider.get_mailbox(notification.to_address)
+    placed = await _placed_before(provider, mailbox, notification.message_id)
+    if placed is not None:
+        return placed
     created = await provider.create_message(
         mailbox,
         "inbox",
@@ -237,6 +244,17 @@ async def deliver_to_mailbox(provider: Provider, notification: Notification) -> 
         draft=False,
     )
     return created.stable_id
+
+
+async def _placed_before(provider: Provider, mailbox: MailboxRef, message_id: str) -> str | None:
+    probe = MessageRef(mailbox=mailbox, message_id="", internet_message_id=message_id)
+    [location] = await provider.locate_many([probe])
+    if isinstance(location, NotFound):
+        return None
+    if isinstance(location, ProviderError):
+        raise location
+    copies = [c for c in (location.found, *location.others) if c is not None]
+    return copies[0].stable_id if copies else None
 
 
 def build_smtp_message(notification: Notification, from_address: str) -> EmailMessage:
