@@ -18,7 +18,7 @@ from mailtrawl.investigations.models import Investigation
 from mailtrawl.reports import service
 from mailtrawl.reports.intake import open_raw
 from mailtrawl.reports.models import CaseVerdict, ReportCase
-from mailtrawl.reports.schemas import ClusterAction
+from mailtrawl.reports.schemas import CaseUpdate, ClusterAction
 from mailtrawl.storage.engine import write_session
 from tests.analysis.builders import message
 from tests.analysis.msgbuild import build_msg
@@ -328,3 +328,32 @@ def test_the_attachment_archive_is_an_aes_zip_with_the_password_infected(reports
             archive.read(info.filename)  # no password, no content
         archive.setpassword(b"infected")
         assert archive.read(info.filename) == PE_HEAD
+
+
+def test_the_queue_filters_by_tag_in_the_database_with_exact_totals(
+    any_reports: Reports,
+) -> None:
+    r = any_reports
+    r.configure(auto_investigation={"enabled": False}, notifications={"enabled": False})
+    ids = [
+        r.submit(wrapped(phish(subject=f"Parcel held {i}"), reporter="alice@contoso.com")).case.id
+        for i in range(4)
+    ]
+    tags = [["wave"], ["wave", "vip"], ["wave-2"], []]
+    with write_session(r.sessions) as session:
+        for case_id, wanted in zip(ids, tags, strict=True):
+            case = service.get_case(session, ref=case_id)
+            service.update_case(session, case=case, data=CaseUpdate(tags=wanted), actor="ana")
+    with r.sessions() as session:
+        page = service.list_cases(
+            session, filters=service.CaseFilters(tag="wave"), sort="subject", limit=1
+        )
+        rest = service.list_cases(
+            session, filters=service.CaseFilters(tag="wave"), sort="subject", limit=1, offset=1
+        )
+        vip = service.list_cases(session, filters=service.CaseFilters(tag="vip"))
+        none = service.list_cases(session, filters=service.CaseFilters(tag="wav"))
+    assert (page.total, rest.total) == (2, 2)
+    assert [page.items[0].id, rest.items[0].id] == ids[:2]
+    assert [c.id for c in vip.items] == [ids[1]]
+    assert (none.total, none.items) == (0, [])

@@ -21,7 +21,18 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 import pyzipper  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, defer
 
 from mailtrawl.analysis.intel import IntelFormatError, load_intel_file
@@ -241,6 +252,15 @@ def _filtered(filters: CaseFilters) -> Select[Any]:
     return query
 
 
+def _tagged(session: Session, tag: str) -> ColumnElement[bool]:
+    """Cases whose JSON list of tags holds `tag`, decided by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = func.jsonb_build_array(cast(literal(tag), String))
+        return ReportCase.tags.op("@>")(wanted)
+    each = func.json_each(ReportCase.tags).table_valued("value")
+    return exists(select(1).select_from(each).where(each.c.value == tag))
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -257,23 +277,12 @@ def list_cases(
     filters = filters or CaseFilters()
     limit = max(1, min(limit, MAX_PAGE))
     query = _filtered(filters)
+    if filters.tag:
+        query = query.where(_tagged(session, filters.tag))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     descending = sort.startswith("-")
     columns = _SORTS[sort.lstrip("-")]
     order = [c.desc() if descending else c.asc() for c in (*columns, ReportCase.id)]
-    if filters.tag:
-        # Tags are a JSON list: filtered in Python over the page's candidates (bounded).
-        rows = [
-            c
-            for c in session.scalars(query.order_by(*order).limit(20_000))
-            if filters.tag in (c.tags or [])
-        ]
-        return Page(
-            total=len(rows),
-            offset=offset,
-            limit=limit,
-            items=[summary(c) for c in rows[offset : offset + limit]],
-        )
     rows = list(session.scalars(query.order_by(*order).limit(limit).offset(max(0, offset))))
     return Page(total=total, offset=offset, limit=limit, items=[summary(c) for c in rows])
 
