@@ -216,3 +216,18 @@ def test_moves_and_deletions_by_the_user_keep_the_found_copy_current(
     move("inbox")
     wait_for(lambda: w.hit_folders(investigation_id) == ["inbox"], what="the move back")
     assert w.hit_subjects(investigation_id) == ["Moved around"]
+
+
+def test_an_expired_access_token_is_renewed_and_nothing_is_missed(watching: Watching) -> None:
+    w = watching
+    investigation_id = w.create(duration="24h")
+    w.worker()
+    w.ready(investigation_id, ALICE)
+    # An hour and more passes on Graph's clock: the token the watcher holds has expired.
+    w.emulator.control("POST", "/clock", {"advanceSeconds": 3700})
+    w.emulator.deliver(phishing("After the token expired"), [ALICE])
+    wait_for(
+        lambda: w.hit_subjects(investigation_id) == ["After the token expired"],
+        what="the hit read with a new token",
+    )
+    assert w.emulator.stats()["byStatus"].get("401", 0) >= 1
