@@ -56,6 +56,8 @@ from mailtrawl.tasks.worker import build_runner
 from mailtrawl.web.app import create_app
 
 MAILBOXES = 2_000
+# The generated tenant (seed 25) with this many users has exactly 2,000 enabled mailboxes.
+TENANT_USERS = 2_058
 POLL_S = 5.0
 LATENCY_MS = 20
 ATTACKER = "payroll@hr-update.example"
@@ -267,7 +269,7 @@ def run(*, quick: bool = False, notifications_mode: bool = True) -> dict[str, An
     messages, seconds = (20, 30.0) if quick else (60, 90.0)
     with tempfile.TemporaryDirectory(prefix="mailtrawl-watch-") as tmp:
         work = Path(tmp)
-        tenant_dir, _, app = _tenant(work, MAILBOXES, 3)
+        tenant_dir, _, app = _tenant(work, TENANT_USERS, 3)
         emu = EmulatorProcess.start(
             tenant_dir=tenant_dir,
             state_dir=work / "state",
@@ -281,6 +283,10 @@ def run(*, quick: bool = False, notifications_mode: bool = True) -> dict[str, An
                 for u in tenant["users"]
                 if u.get("hasMailbox", True) and u.get("accountEnabled", True)
             ]
+            if len(users) != MAILBOXES:
+                raise RuntimeError(
+                    f"the tenant has {len(users)} mailboxes, not {MAILBOXES}: adjust TENANT_USERS"
+                )
             # Baseline: the one-shot search, run again.
             base = Mailtrawl(work / "home-baseline", emu, app)
             one_shot = base.investigate(

@@ -108,7 +108,13 @@ class ContractBackend(Protocol):
 
     def set_faults(self, **faults: float) -> None: ...
 
-    def injected_faults(self) -> int: ...
+    def own_credentials(self) -> dict[str, Any]:
+        """Provider options with credentials of their own: counted apart from other traffic."""
+        ...
+
+    def injected_faults(self, credentials: dict[str, Any] | None = None) -> int:
+        """Faults injected so far: in all, or into requests made with `credentials`."""
+        ...
 
 
 MakeProvider = Callable[..., Provider]
@@ -574,8 +580,9 @@ async def test_listing_is_exact_under_injected_faults(
     expected = await _listing(make_provider(page_size=2))
     assert sum(len(v) for v in expected.values()) >= 40
     backend.set_faults(rate_429=0.04, rate_503=0.03, rate_reset=0.03, retry_after=0.05, seed=11)
-    faulty = make_provider(page_size=2)
+    own = backend.own_credentials()
+    faulty = make_provider(page_size=2, **own)
     assert await _listing(faulty) == expected
-    injected = backend.injected_faults()
+    injected = backend.injected_faults(own)
     assert injected > 0
     assert faulty.stats()["retries"] >= injected

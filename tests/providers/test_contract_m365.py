@@ -10,8 +10,9 @@ import pytest
 
 from mailtrawl.emulator.testing import EmulatorProcess
 from mailtrawl.providers.base import Provider
+from mailtrawl.providers.graph.auth import ClientSecret
 from mailtrawl.providers.graph.provider import CATEGORY_COLORS
-from tests.providers.conftest import MakeProvider
+from tests.providers.conftest import FOUR, MakeProvider, new_app
 from tests.providers.contract import *  # noqa: F403 - the contract's tests run here
 from tests.providers.contract import ContractBackend, Delivered, StoredMessage
 
@@ -94,8 +95,16 @@ class EmulatorBackend:
     def set_faults(self, **faults: float) -> None:
         self.emu.settings(faults=faults)
 
-    def injected_faults(self) -> int:
-        return sum(self.emu.stats()["injectedFaults"].values())
+    def own_credentials(self) -> dict[str, Any]:
+        app = new_app(self.emu, dict.fromkeys(FOUR, True))
+        return {"client_id": app["clientId"], "credential": ClientSecret(app["secret"]["value"])}
+
+    def injected_faults(self, credentials: dict[str, Any] | None = None) -> int:
+        stats = self.emu.stats()
+        if credentials is None:
+            return sum(stats["injectedFaults"].values())
+        by_app = {k.lower(): v for k, v in stats["injectedFaultsByApp"].items()}
+        return int(by_app.get(str(credentials["client_id"]).lower(), 0))
 
 
 @pytest.fixture(params=["m365"])

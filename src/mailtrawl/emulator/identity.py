@@ -291,6 +291,8 @@ def issue_token(
             f"The app requested an unsupported grant type '{grant_type}'.",
         )
     client_id = form.get("client_id") or (basic[0] if basic else None)
+    if client_id:
+        state.stats.token_requests_by_app[client_id.lower()] += 1
     if not client_id:
         raise AadError(
             400,

@@ -146,9 +146,11 @@ class Stats:
     by_app: Counter[str] = field(default_factory=Counter)
     throttled: int = 0
     injected_faults: Counter[str] = field(default_factory=Counter)
+    injected_faults_by_app: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     batch_subrequests: int = 0
     token_requests: int = 0
+    token_requests_by_app: Counter[str] = field(default_factory=Counter)  # by client id
     in_flight: int = 0
     peak_in_flight: int = 0
     peak_mailbox_in_flight: int = 0
@@ -162,9 +164,11 @@ class Stats:
             "byApp": dict(self.by_app),
             "throttled": self.throttled,
             "injectedFaults": dict(self.injected_faults),
+            "injectedFaultsByApp": dict(self.injected_faults_by_app),
             "batches": self.batches,
             "batchSubrequests": self.batch_subrequests,
             "tokenRequests": self.token_requests,
+            "tokenRequestsByApp": dict(self.token_requests_by_app),
             "inFlight": self.in_flight,
             "peakInFlight": self.peak_in_flight,
             "peakMailboxInFlight": self.peak_mailbox_in_flight,

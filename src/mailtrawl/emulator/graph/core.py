@@ -420,10 +420,12 @@ async def _inject(request: GraphRequest, state: EmulatorState, *, failures: bool
     edge = faults.rate_429
     if roll < edge:
         state.stats.injected_faults["429"] += 1
+        state.stats.injected_faults_by_app[request.app_id] += 1
         raise throttled(faults.retry_after, "Please retry again later.", code="TooManyRequests")
     edge += faults.rate_503
     if roll < edge:
         state.stats.injected_faults["503"] += 1
+        state.stats.injected_faults_by_app[request.app_id] += 1
         shown = (
             str(int(faults.retry_after))
             if float(faults.retry_after).is_integer()
@@ -435,10 +437,12 @@ async def _inject(request: GraphRequest, state: EmulatorState, *, failures: bool
     edge += faults.rate_504
     if roll < edge:
         state.stats.injected_faults["504"] += 1
+        state.stats.injected_faults_by_app[request.app_id] += 1
         raise GraphError(504, "UnknownError", "Gateway Timeout")
     edge += faults.rate_reset
     if roll < edge and not request.in_batch:
         state.stats.injected_faults["reset"] += 1
+        state.stats.injected_faults_by_app[request.app_id] += 1
         raise ConnectionReset
 
 
@@ -449,6 +453,7 @@ def _drop_answer(
     rate = state.settings.faults.rate_reset_after
     if rate and not request.in_batch and state.rng.random() < rate:
         state.stats.injected_faults["reset_after"] += 1
+        state.stats.injected_faults_by_app[request.app_id] += 1
         raise ConnectionReset
     return answer
 
