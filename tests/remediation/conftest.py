@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from mailtrawl.audit import service as audit
+from mailtrawl.audit.service import Actor
 from mailtrawl.config import load_settings
 from mailtrawl.emulator.testing import EmulatorProcess
 from mailtrawl.remediation import service
 from mailtrawl.remediation.engine import RemediationSettings
 from mailtrawl.remediation.models import RemediationAction
 from mailtrawl.remediation.schemas import ActionCreate, ItemView, Preview, RestoreCreate, Selection
-from mailtrawl.remediation.service import Actor
 from mailtrawl.storage.engine import write_session
 from mailtrawl.tasks.worker import build_runner, provider_factory
 from tests.investigations.conftest import FAST_RETRY, Store, make_store

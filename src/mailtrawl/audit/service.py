@@ -103,6 +103,24 @@ def _lock_head(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
 
 
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts and from where, as the audit log records it (and journals name them)."""
+
+    name: str
+    role: str | None = None
+    source_ip: str | None = None
+    user_agent: str | None = None
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {
+            "actor": self.name,
+            "role": self.role,
+            "source_ip": self.source_ip,
+            "user_agent": self.user_agent,
+        }
+
+
 def record(
     session: Session,
     *,

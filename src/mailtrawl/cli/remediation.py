@@ -31,10 +31,10 @@ from mailtrawl.storage.engine import write_session
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from mailtrawl.audit.service import Actor
     from mailtrawl.config import Settings
     from mailtrawl.remediation.models import RemediationAction
     from mailtrawl.remediation.schemas import ActionView, Preview
-    from mailtrawl.remediation.service import Actor
 
     # The service call `_request` makes: (session, settings, preview only) -> (preview, action).
     Asker = Callable[[Session, Settings, bool], tuple[Preview, RemediationAction | None]]
@@ -71,7 +71,7 @@ def printable(value: object, limit: int | None = None) -> str:
 
 
 def _actor() -> Actor:
-    from mailtrawl.remediation.service import Actor
+    from mailtrawl.audit.service import Actor
 
     return Actor(cli_actor(), role="admin")
 

@@ -133,9 +133,10 @@ def submit_command(
 ) -> None:
     """Store reported messages as cases (the same message twice is one case) and analyse them."""
     from mailtrawl.analysis.errors import ReportParseError
-    from mailtrawl.audit import service as audit
+    from mailtrawl.audit.service import Actor
     from mailtrawl.cli.common import cli_actor, fail, open_store
-    from mailtrawl.reports.intake import InvalidReporter, submit_report
+    from mailtrawl.reports import actions
+    from mailtrawl.reports.intake import InvalidReporter
     from mailtrawl.reports.models import Channel
     from mailtrawl.storage.engine import write_session
 
@@ -151,27 +152,15 @@ def submit_command(
                 continue
             try:
                 with write_session(store.sessions) as session:
-                    result = submit_report(
+                    result = actions.submit(
                         session,
                         box=box,
                         raw=raw,
                         filename=path.name,
                         channel=Channel.CLI,
-                        actor=actor,
+                        actor=Actor(actor),
                         reporter=reporter,
                         analyse=not wait,
-                    )
-                    audit.record(
-                        session,
-                        actor=actor,
-                        operation="report.submit",
-                        entity_type="report_case",
-                        entity_id=str(result.case.id),
-                        after={
-                            "channel": "cli",
-                            "reporter": result.reporter,
-                            "created": result.created,
-                        },
                     )
                     entry: dict[str, Any] = {
                         "file": str(path),
@@ -312,10 +301,12 @@ def verdict_command(
     notify: bool = typer.Option(True, "--notify/--no-notify", help="Tell the reporters."),
 ) -> None:
     """Set a case's verdict (kept over re-analyses); the reporters are told by the worker."""
-    from mailtrawl.audit import service as audit
+    from mailtrawl.audit.service import Actor
     from mailtrawl.cli.common import cli_actor, fail, open_store
+    from mailtrawl.reports import actions
     from mailtrawl.reports.models import CaseVerdict
-    from mailtrawl.reports.service import get_case, set_verdict
+    from mailtrawl.reports.schemas import VerdictChange
+    from mailtrawl.reports.service import get_case
     from mailtrawl.storage.engine import write_session
 
     if verdict not in {v.value for v in CaseVerdict}:
@@ -323,23 +314,8 @@ def verdict_command(
     actor = cli_actor()
     with open_store() as store, write_session(store.sessions) as session:
         case = get_case(session, ref=case_id)
-        change = set_verdict(
-            session,
-            case=case,
-            verdict=verdict,
-            actor=actor,
-            message=message,
-            notify_reporters=notify,
-        )
-        audit.record(
-            session,
-            actor=actor,
-            operation="report.verdict",
-            entity_type="report_case",
-            entity_id=str(case.id),
-            before=change.before,
-            after={**change.after, "message": message, "notify": notify},
-        )
+        data = VerdictChange(verdict=verdict, message=message, notify=notify)  # type: ignore[arg-type]
+        actions.set_verdict(session, case=case, data=data, actor=Actor(actor))
     typer.echo(
         f"case {case_id}: verdict {verdict}" + (" (reporters will be told)" if notify else "")
     )
@@ -354,9 +330,10 @@ def intel_import_command(
 ) -> None:
     """Import (or replace, by name) a threat-intelligence list used by every analysis."""
     from mailtrawl.analysis.intel import IntelFormatError
-    from mailtrawl.audit import service as audit
+    from mailtrawl.audit.service import Actor
     from mailtrawl.cli.common import cli_actor, fail, open_store
-    from mailtrawl.reports.service import ReportsRejected, import_intel_list
+    from mailtrawl.reports import actions
+    from mailtrawl.reports.service import ReportsRejected
     from mailtrawl.storage.engine import write_session
 
     try:
@@ -367,25 +344,13 @@ def intel_import_command(
     with open_store() as store:
         try:
             with write_session(store.sessions) as session:
-                record = import_intel_list(
+                record = actions.import_intel_list(
                     session,
                     data=data,
                     name=name or file.name,
                     kind=kind,
-                    actor=actor,
+                    actor=Actor(actor),
                     strict=strict,
-                )
-                audit.record(
-                    session,
-                    actor=actor,
-                    operation="report.intel.import",
-                    entity_type="report_intel_list",
-                    entity_id=str(record.id),
-                    after={
-                        "name": record.name,
-                        "kind": record.kind,
-                        "indicators": record.indicator_count,
-                    },
                 )
                 summary = (record.name, record.kind, record.indicator_count, list(record.warnings))
         except (IntelFormatError, ReportsRejected) as exc:
@@ -403,26 +368,18 @@ def tokens_create_command(
     """Create a reporter token; it is printed once."""
     from datetime import timedelta
 
-    from mailtrawl.audit import service as audit
+    from mailtrawl.audit.service import Actor
     from mailtrawl.cli.common import cli_actor, open_store
-    from mailtrawl.reports.service import create_reporter_token
+    from mailtrawl.reports import actions
     from mailtrawl.storage.engine import write_session
 
     actor = cli_actor()
     with open_store() as store, write_session(store.sessions) as session:
-        issued = create_reporter_token(
+        issued = actions.create_reporter_token(
             session,
             name=name,
-            actor=actor,
             expires_in=timedelta(days=expires_in_days) if expires_in_days else None,
-        )
-        audit.record(
-            session,
-            actor=actor,
-            operation="report.reporter_token.create",
-            entity_type="reporter_token",
-            entity_id=str(issued.id),
-            after={"name": issued.name, "prefix": issued.prefix},
+            actor=Actor(actor),
         )
     typer.echo(issued.token)
     typer.echo(
@@ -454,24 +411,17 @@ def tokens_list_command(as_json: bool = typer.Option(False, "--json", help="Prin
 @tokens_app.command("revoke")
 def tokens_revoke_command(token: str = typer.Argument(..., help="The token's id or name.")) -> None:
     """Revoke a reporter token at once."""
-    from mailtrawl.audit import service as audit
+    from mailtrawl.audit.service import Actor
     from mailtrawl.cli.common import cli_actor, fail, open_store
-    from mailtrawl.reports.service import ReportsNotFound, revoke_reporter_token
+    from mailtrawl.reports import actions
+    from mailtrawl.reports.service import ReportsNotFound
     from mailtrawl.storage.engine import write_session
 
     actor = cli_actor()
     with open_store() as store:
         try:
             with write_session(store.sessions) as session:
-                record = revoke_reporter_token(session, ref=token)
-                audit.record(
-                    session,
-                    actor=actor,
-                    operation="report.reporter_token.revoke",
-                    entity_type="reporter_token",
-                    entity_id=str(record.id),
-                    after={"name": record.name},
-                )
+                record = actions.revoke_reporter_token(session, ref=token, actor=Actor(actor))
                 name = record.name
         except ReportsNotFound as exc:
             fail(exc.message)

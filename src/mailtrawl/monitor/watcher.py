@@ -38,6 +38,7 @@ from sqlalchemy import Table, bindparam, case, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtrawl.audit import service as audit_service
+from mailtrawl.audit.service import Actor
 from mailtrawl.config import Settings
 from mailtrawl.core import ChangeRequest, MailboxRef, MessageMeta
 from mailtrawl.errors import MailtrawlError, ProviderError, Throttled
@@ -708,7 +709,7 @@ class Watcher:
                             selection=Selection(hits=ids),
                             note=f"{len(ids)} new copies found by the active investigation",
                         ),
-                        actor=remediation_service.Actor(name=ACTOR, role="system"),
+                        actor=Actor(name=ACTOR, role="system"),
                         settings=self.settings,
                     )
                 self.stats.actions_requested += 1

@@ -35,7 +35,7 @@ from mailtrawl.remediation.schemas import (
     Preview,
     RestoreCreate,
 )
-from mailtrawl.web.deps import AppContext, Caller, context, db_session, require
+from mailtrawl.web.deps import AppContext, Caller, actor_of, context, db_session, require
 
 router = APIRouter(tags=["remediation"])
 
@@ -63,15 +63,6 @@ class VaultView(BaseModel):
     erased: int  # entries whose content was erased after the retention period
     next_expiry: datetime | None
     retention_days: int
-
-
-def _actor(request: Request, who: Caller) -> service.Actor:
-    return service.Actor(
-        name=who.token_name,
-        role=who.role.value,
-        source_ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
 
 
 def _problem(exc: Exception) -> HTTPException:
@@ -152,7 +143,7 @@ def request_action(
             db,
             investigation=investigation_id,
             data=data,
-            actor=_actor(request, who),
+            actor=actor_of(request, who),
             settings=ctx.settings,
         )
     except _REFUSALS as exc:
@@ -180,7 +171,7 @@ def request_restore(
             db,
             action=action_id,
             data=data or RestoreCreate(),
-            actor=_actor(request, who),
+            actor=actor_of(request, who),
             settings=ctx.settings,
         )
     except _REFUSALS as exc:
@@ -203,7 +194,7 @@ def approve(
     """Approve an action another administrator requested (four-eyes); it is queued at once."""
     try:
         action = service.approve_action(
-            db, ref=action_id, actor=_actor(request, who), note=data.note if data else None
+            db, ref=action_id, actor=actor_of(request, who), note=data.note if data else None
         )
     except _REFUSALS as exc:
         raise _problem(exc) from None
@@ -224,7 +215,7 @@ def reject(
     """Reject an action waiting for approval (an administrator, or its requester withdrawing it)."""
     try:
         action = service.reject_action(
-            db, ref=action_id, actor=_actor(request, who), note=data.note if data else None
+            db, ref=action_id, actor=actor_of(request, who), note=data.note if data else None
         )
     except _REFUSALS as exc:
         raise _problem(exc) from None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailtrawl.audit import service as audit
+from mailtrawl.audit.service import Actor
 from mailtrawl.config import Settings
 from mailtrawl.core.export import stream_rows
 from mailtrawl.errors import MailtrawlError
@@ -97,24 +97,6 @@ class ApprovalRefused(RemediationError):
 
 class NothingToDo(RemediationError):
     """The selection holds no message the action applies to."""
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who asks, for the journal, approvals and the audit log."""
-
-    name: str
-    role: str | None = None
-    source_ip: str | None = None
-    user_agent: str | None = None
-
-    def audit_fields(self) -> dict[str, Any]:
-        return {
-            "actor": self.name,
-            "role": self.role,
-            "source_ip": self.source_ip,
-            "user_agent": self.user_agent,
-        }
 
 
 # Which earlier remediation a copy may be in for each action to apply to it.

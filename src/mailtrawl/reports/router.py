@@ -26,8 +26,9 @@ from mailtrawl.analysis.intel import IntelFormatError
 from mailtrawl.analysis.parsing import MAX_REPORT_BYTES
 from mailtrawl.analysis.yara_engine import YaraCompileError
 from mailtrawl.audit import service as audit
-from mailtrawl.reports import service
-from mailtrawl.reports.intake import InvalidReporter, submit_report
+from mailtrawl.audit.service import Actor
+from mailtrawl.reports import actions, service
+from mailtrawl.reports.intake import InvalidReporter
 from mailtrawl.reports.models import Channel
 from mailtrawl.reports.notify import TemplateRejected
 from mailtrawl.reports.schemas import (
@@ -59,6 +60,7 @@ from mailtrawl.storage.engine import write_session
 from mailtrawl.web.deps import (
     AppContext,
     Caller,
+    actor_of,
     audit_fields,
     caller,
     context,
@@ -207,40 +209,25 @@ def _intake(
 ) -> IntakeView:
     by_token = who.reporter_token_id is not None
     with write_session(ctx.sessions) as session:
-        result = submit_report(
+        actor = (
+            actor_of(request, who.caller)
+            if who.caller is not None
+            else Actor(
+                name=who.actor,
+                role="reporter",
+                source_ip=request.client.host if request.client else None,
+                user_agent=request.headers.get("user-agent"),
+            )
+        )
+        result = actions.submit(
             session,
             box=ctx.box,
             raw=raw,
             filename=filename,
             channel=Channel.REPORTER_TOKEN if by_token else Channel.UPLOAD,
-            actor=who.actor,
+            actor=actor,
             reporter=reporter,
             claimed=by_token,
-        )
-        fields = (
-            audit_fields(request, who.caller)
-            if who.caller is not None
-            else {
-                "actor": who.actor,
-                "role": "reporter",
-                "source_ip": request.client.host if request.client else None,
-                "user_agent": request.headers.get("user-agent"),
-            }
-        )
-        audit.record(
-            session,
-            **fields,
-            operation="report.submit",
-            entity_type="report_case",
-            entity_id=str(result.case.id),
-            after={
-                "channel": "reporter_token" if by_token else "upload",
-                "reporter": result.reporter,
-                "claimed": by_token,
-                "created": result.created,
-                "fidelity": result.fidelity,
-                "size": len(raw),
-            },
         )
         return IntakeView(
             case_id=result.case.id,
@@ -397,19 +384,14 @@ async def post_intel_list(who: Admin, request: Request, ctx: Ctx) -> IntelListVi
 
     def store() -> IntelListView:
         with write_session(ctx.sessions) as session:
-            record = service.import_intel_list(
-                session, data=data, name=name.strip()[:200], kind=kind, actor=who.username
-            )
-            view = service.intel_view(record)
-            audit.record(
+            record = actions.import_intel_list(
                 session,
-                **audit_fields(request, who),
-                operation="report.intel.import",
-                entity_type="report_intel_list",
-                entity_id=str(record.id),
-                after={"name": view.name, "kind": view.kind, "indicators": view.indicator_count},
+                data=data,
+                name=name.strip()[:200],
+                kind=kind,
+                actor=actor_of(request, who),
             )
-            return view
+            return service.intel_view(record)
 
     try:
         return await run_in_threadpool(store)
@@ -485,37 +467,20 @@ def post_reporter_token(
     who: Admin, data: ReporterTokenCreate, db: Db, request: Request
 ) -> IssuedReporterToken:
     """A token for an add-in or mail gateway; it can only submit reports. Shown once."""
-    issued = service.create_reporter_token(
+    return actions.create_reporter_token(
         db,
         name=data.name,
-        actor=who.username,
         expires_in=timedelta(days=data.expires_in_days) if data.expires_in_days else None,
+        actor=actor_of(request, who),
     )
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.reporter_token.create",
-        entity_type="reporter_token",
-        entity_id=str(issued.id),
-        after={"name": issued.name, "prefix": issued.prefix, "expires_at": str(issued.expires_at)},
-    )
-    return issued
 
 
 @router.delete("/reporter-tokens/{token_id}")
 def delete_reporter_token(who: Admin, token_id: str, db: Db, request: Request) -> ReporterTokenView:
     try:
-        record = service.revoke_reporter_token(db, ref=token_id)
+        record = actions.revoke_reporter_token(db, ref=token_id, actor=actor_of(request, who))
     except service.ReportsNotFound as exc:
         raise _not_found(exc) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.reporter_token.revoke",
-        entity_type="reporter_token",
-        entity_id=str(record.id),
-        after={"name": record.name},
-    )
     return service.reporter_token_view(record)
 
 
@@ -546,15 +511,7 @@ def post_cluster_action(
         cluster = service.get_cluster(db, ref=cluster_id)
     except service.ClusterNotFound as exc:
         raise _not_found(exc) from None
-    case_ids = service.apply_to_cluster(db, cluster=cluster, data=data, actor=who.username)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.cluster.action",
-        entity_type="report_cluster",
-        entity_id=str(cluster.id),
-        after={**data.model_dump(mode="json"), "cases": [str(c) for c in case_ids]},
-    )
+    actions.apply_to_cluster(db, cluster=cluster, data=data, actor=actor_of(request, who))
     view = service.cluster_view(db, cluster)
     db.commit()
     _wake(ctx)
@@ -617,16 +574,7 @@ def get_case(case_id: str, db: Db) -> CaseView:
 def patch_case(who: Analyst, case_id: str, data: CaseUpdate, db: Db, request: Request) -> CaseView:
     """Status and tags."""
     case = _case(db, case_id, lock=True)
-    change = service.update_case(db, case=case, data=data, actor=who.username)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.update",
-        entity_type="report_case",
-        entity_id=str(case.id),
-        before=change.before,
-        after=change.after,
-    )
+    actions.update_case(db, case=case, data=data, actor=actor_of(request, who))
     return service.case_view(db, case)
 
 
@@ -636,23 +584,7 @@ def post_verdict(
 ) -> CaseView:
     """Set the verdict (kept over re-analyses); reporters are told again unless notify=false."""
     case = _case(db, case_id, lock=True)
-    change = service.set_verdict(
-        db,
-        case=case,
-        verdict=data.verdict,
-        actor=who.username,
-        message=data.message,
-        notify_reporters=data.notify,
-    )
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.verdict",
-        entity_type="report_case",
-        entity_id=str(case.id),
-        before=change.before,
-        after={**change.after, "message": data.message, "notify": data.notify},
-    )
+    actions.set_verdict(db, case=case, data=data, actor=actor_of(request, who))
     view = service.case_view(db, case)
     db.commit()
     _wake(ctx)
@@ -662,15 +594,7 @@ def post_verdict(
 @router.post("/{case_id}/notes", status_code=status.HTTP_201_CREATED)
 def post_note(who: Analyst, case_id: str, data: NoteCreate, db: Db, request: Request) -> CaseView:
     case = _case(db, case_id)
-    event = service.add_note(db, case=case, text=data.text, actor=who.username)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.note",
-        entity_type="report_case",
-        entity_id=str(case.id),
-        after={"event_id": str(event.id), "length": len(data.text)},
-    )
+    actions.add_note(db, case=case, text=data.text, actor=actor_of(request, who))
     return service.case_view(db, case)
 
 
@@ -678,14 +602,7 @@ def post_note(who: Analyst, case_id: str, data: NoteCreate, db: Db, request: Req
 def post_reanalyse(who: Analyst, case_id: str, db: Db, ctx: Ctx, request: Request) -> CaseView:
     """Analyse again in the background (new lists, rules or engines may say more)."""
     case = _case(db, case_id)
-    service.reanalyse(db, case=case, actor=who.username)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.reanalyse",
-        entity_type="report_case",
-        entity_id=str(case.id),
-    )
+    actions.reanalyse(db, case=case, actor=actor_of(request, who))
     view = service.case_view(db, case)
     db.commit()
     _wake(ctx)
@@ -699,17 +616,11 @@ def post_notify(
     """Tell every reporter the current verdict again."""
     case = _case(db, case_id)
     try:
-        service.request_notification(db, case=case, actor=who.username, message=data.message)
+        actions.request_notification(
+            db, case=case, message=data.message, actor=actor_of(request, who)
+        )
     except service.ReportsRejected as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.notify.request",
-        entity_type="report_case",
-        entity_id=str(case.id),
-        after={"message": data.message},
-    )
     view = service.case_view(db, case)
     db.commit()
     _wake(ctx)
@@ -723,17 +634,11 @@ def get_attachment(who: Analyst, case_id: str, sha256: str, ctx: Ctx, request: R
     with write_session(ctx.sessions) as session:
         case = _case(session, case_id)
         try:
-            data = service.attachment_archive(case, sha256, box=ctx.box)
+            data = actions.download_attachment(
+                session, case=case, sha256=sha256, box=ctx.box, actor=actor_of(request, who)
+            )
         except service.ReportsNotFound as exc:
             raise _not_found(exc) from None
-        audit.record(
-            session,
-            **audit_fields(request, who),
-            operation="report.attachment.download",
-            entity_type="report_case",
-            entity_id=str(case.id),
-            after={"sha256": sha256.lower()},
-        )
     return Response(
         data,
         media_type="application/zip",

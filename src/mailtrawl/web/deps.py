@@ -30,6 +30,7 @@ from mailtrawl.accounts.sessions import (
     touch_is_due,
     touch_session,
 )
+from mailtrawl.audit.service import Actor
 from mailtrawl.config import Settings
 from mailtrawl.storage.base import utcnow
 from mailtrawl.storage.engine import write_session
@@ -201,11 +202,16 @@ def require(role: Role) -> Any:
     return Depends(check)
 
 
+def actor_of(request: Request, who: Caller) -> Actor:
+    """Who and where, as services that write the audit log take it."""
+    return Actor(
+        name=who.username,
+        role=who.role.value,
+        source_ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
 def audit_fields(request: Request, who: Caller) -> dict[str, Any]:
     """Who and where, for `audit.service.record(session, **audit_fields(request, who), ...)`."""
-    return {
-        "actor": who.username,
-        "role": who.role.value,
-        "source_ip": request.client.host if request.client else None,
-        "user_agent": request.headers.get("user-agent"),
-    }
+    return actor_of(request, who).audit_fields()

@@ -66,7 +66,7 @@ from mailtrawl.remediation.schemas import (
 from mailtrawl.settings_store import service as settings_store
 from mailtrawl.storage.engine import write_session
 from mailtrawl.storage.models import MailConfiguration
-from mailtrawl.web.deps import AppContext, Caller, context, db_session
+from mailtrawl.web.deps import AppContext, Caller, actor_of, context, db_session
 from mailtrawl.web.ui import preview as message_preview
 from mailtrawl.web.ui.auth import Who, same_origin
 from mailtrawl.web.ui.forms import field as form_field
@@ -137,15 +137,6 @@ def _parse_day(value: str | None) -> date | None:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-
-
-def _actor(request: Request, who: Caller) -> remediation_service.Actor:
-    return remediation_service.Actor(
-        name=who.username,
-        role=who.role.value,
-        source_ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
 
 
 def _from_this_site(request: Request) -> None:
@@ -1341,7 +1332,7 @@ def _preview_action(
                 investigation=view.id,
                 # With a broken notice the counts are still shown, next to what to fix.
                 data=choice.data(dry_run=True, with_notice=notice_error is None),
-                actor=_actor(request, who),
+                actor=actor_of(request, who),
                 settings=ctx.settings,
             )
         except _REFUSALS as exc:
@@ -1397,7 +1388,7 @@ def _request_action(
                 db,
                 investigation=view.id,
                 data=choice.data(dry_run=False),
-                actor=_actor(request, who),
+                actor=actor_of(request, who),
                 settings=ctx.settings,
             )
         except _REFUSALS as exc:
@@ -1492,7 +1483,7 @@ def _preview_restore(
                 db,
                 action=undone.id,
                 data=RestoreCreate(dry_run=True),
-                actor=_actor(request, who),
+                actor=actor_of(request, who),
                 settings=ctx.settings,
             )
             preview = everything
@@ -1501,7 +1492,7 @@ def _preview_restore(
                     db,
                     action=undone.id,
                     data=RestoreCreate(mailboxes=mailboxes, dry_run=True),
-                    actor=_actor(request, who),
+                    actor=actor_of(request, who),
                     settings=ctx.settings,
                 )
         except _REFUSALS as exc:
@@ -1581,7 +1572,7 @@ def _request_restore(
                 db,
                 action=action_id,
                 data=RestoreCreate(mailboxes=mailboxes or [], note=note or None),
-                actor=_actor(request, who),
+                actor=actor_of(request, who),
                 settings=ctx.settings,
             )
         except remediation_service.ActionNotFound as exc:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mailtrawl.audit import service as audit_service
+from mailtrawl.audit.service import Actor
 from mailtrawl.configurations import service as configurations_service
 from mailtrawl.investigations import service as investigations_service
 from mailtrawl.investigations.models import InvestigationStatus
@@ -25,7 +26,7 @@ from mailtrawl.investigations.schemas import InvestigationView
 from mailtrawl.remediation import service as remediation_service
 from mailtrawl.remediation.models import ActionStatus
 from mailtrawl.storage.engine import write_session
-from mailtrawl.web.deps import AppContext, Caller, context, db_session
+from mailtrawl.web.deps import AppContext, Caller, actor_of, context, db_session
 from mailtrawl.web.ui.auth import Who, same_origin
 from mailtrawl.web.ui.forms import field, read_form
 from mailtrawl.web.ui.layout import page
@@ -154,7 +155,7 @@ def approvals(request: Request, who: Who, db: Db) -> HTMLResponse:
 
 
 def _record_decision(
-    ctx: AppContext, action_id: str, verb: str, actor: remediation_service.Actor, note: str | None
+    ctx: AppContext, action_id: str, verb: str, actor: Actor, note: str | None
 ) -> str | None:
     """Approve or reject in one transaction; the service's refusal sentence, or None."""
     with write_session(ctx.sessions) as db:
@@ -178,12 +179,7 @@ async def _decide(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Decide from mailtrawl's own page.")
     ensure(who.role, "remediation.approve" if verb == "approve" else "remediation.reject")
     note = field(await read_form(request), "note", max_length=2000) or None
-    actor = remediation_service.Actor(
-        name=who.username,
-        role=who.role.value,
-        source_ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
+    actor = actor_of(request, who)
     error = await run_in_threadpool(_record_decision, ctx, action_id, verb, actor, note)
     if error is not None:
 

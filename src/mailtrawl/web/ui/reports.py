@@ -1,7 +1,7 @@
 """The reported-email pages: the queue (with upload), clusters, and each case with its tabs.
 
-Thin handlers over `reports.service` and `reports.intake`, auditing every change the way the
-REST API (`reports/router.py`) does, with the same operation names. Everything on these pages
+Thin handlers over `reports.actions` (each change written to the audit log there, as for the
+REST API and the CLI) and the read side of `reports.service`. Everything on these pages
 was written by the attacker (subject, names, addresses, file names, links, header values,
 bodies): it reaches the templates as plain strings, which Jinja escapes, and no link from the
 message becomes an `href`. The body is shown only in `<iframe sandbox>` from its own route,
@@ -30,9 +30,10 @@ from mailtrawl.analysis.errors import ReportParseError, ReportTooLarge
 from mailtrawl.analysis.model import ParsedReport
 from mailtrawl.analysis.parsing import MAX_REPORT_BYTES
 from mailtrawl.audit import service as audit_service
+from mailtrawl.reports import actions
 from mailtrawl.reports import service as reports_service
 from mailtrawl.reports.autoinvestigate import build_query
-from mailtrawl.reports.intake import InvalidReporter, submit_report
+from mailtrawl.reports.intake import InvalidReporter
 from mailtrawl.reports.models import Channel, ReportCase
 from mailtrawl.reports.schemas import (
     ALL_VERDICTS,
@@ -47,7 +48,7 @@ from mailtrawl.reports.schemas import (
 )
 from mailtrawl.reports.settings import effective_own_domains, load_report_settings
 from mailtrawl.storage.engine import write_session
-from mailtrawl.web.deps import AppContext, Caller, audit_fields, context, db_session
+from mailtrawl.web.deps import AppContext, Caller, actor_of, audit_fields, context, db_session
 from mailtrawl.web.ui import preview as message_preview
 from mailtrawl.web.ui.auth import Who, same_origin
 from mailtrawl.web.ui.forms import field as form_field
@@ -372,29 +373,14 @@ def _intake(
 ) -> tuple[str, bool]:
     """File the upload as the API does (`report.submit` in the audit log): (case id, created)."""
     with write_session(ctx.sessions) as session:
-        result = submit_report(
+        result = actions.submit(
             session,
             box=ctx.box,
             raw=raw,
             filename=filename,
             channel=Channel.UPLOAD,
-            actor=who.username,
+            actor=actor_of(request, who),
             reporter=reporter or None,
-        )
-        audit_service.record(
-            session,
-            **audit_fields(request, who),
-            operation="report.submit",
-            entity_type="report_case",
-            entity_id=str(result.case.id),
-            after={
-                "channel": "upload",
-                "reporter": result.reporter,
-                "claimed": False,
-                "created": result.created,
-                "fidelity": result.fidelity,
-                "size": len(raw),
-            },
         )
         return str(result.case.id), result.created
 
@@ -516,17 +502,7 @@ def _apply_to_cluster(
             cluster = reports_service.get_cluster(db, ref=cluster_id)
         except reports_service.ClusterNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
-        case_ids = reports_service.apply_to_cluster(
-            db, cluster=cluster, data=data, actor=who.username
-        )
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="report.cluster.action",
-            entity_type="report_cluster",
-            entity_id=str(cluster.id),
-            after={**data.model_dump(mode="json"), "cases": [str(c) for c in case_ids]},
-        )
+        actions.apply_to_cluster(db, cluster=cluster, data=data, actor=actor_of(request, who))
 
 
 @router.post(BASE + "/clusters/{cluster_id}/actions")
@@ -753,17 +729,11 @@ def case_attachment(request: Request, who: Who, ctx: Ctx, case_id: str, sha256: 
     with write_session(ctx.sessions) as db:
         case = _case_record(db, case_id)
         try:
-            data = reports_service.attachment_archive(case, wanted, box=ctx.box)
+            data = actions.download_attachment(
+                db, case=case, sha256=wanted, box=ctx.box, actor=actor_of(request, who)
+            )
         except (reports_service.ReportsNotFound, ReportParseError) as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="report.attachment.download",
-            entity_type="report_case",
-            entity_id=str(case.id),
-            after={"sha256": wanted},
-        )
     return Response(
         data,
         media_type="application/zip",
@@ -804,23 +774,7 @@ def _set_verdict(
 ) -> None:
     with write_session(ctx.sessions) as db:
         case = _case_record(db, case_id, lock=True)
-        change = reports_service.set_verdict(
-            db,
-            case=case,
-            verdict=data.verdict,
-            actor=who.username,
-            message=data.message,
-            notify_reporters=data.notify,
-        )
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="report.verdict",
-            entity_type="report_case",
-            entity_id=str(case.id),
-            before=change.before,
-            after={**change.after, "message": data.message, "notify": data.notify},
-        )
+        actions.set_verdict(db, case=case, data=data, actor=actor_of(request, who))
 
 
 @router.post(BASE + "/{case_id}/verdict")
@@ -843,16 +797,7 @@ async def case_verdict(request: Request, who: Who, ctx: Ctx, case_id: str) -> Re
 def _update(ctx: AppContext, request: Request, who: Caller, case_id: str, data: CaseUpdate) -> None:
     with write_session(ctx.sessions) as db:
         case = _case_record(db, case_id, lock=True)
-        change = reports_service.update_case(db, case=case, data=data, actor=who.username)
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="report.update",
-            entity_type="report_case",
-            entity_id=str(case.id),
-            before=change.before,
-            after=change.after,
-        )
+        actions.update_case(db, case=case, data=data, actor=actor_of(request, who))
 
 
 @router.post(BASE + "/{case_id}/update")
@@ -877,15 +822,7 @@ async def case_update(request: Request, who: Who, ctx: Ctx, case_id: str) -> Res
 def _note(ctx: AppContext, request: Request, who: Caller, case_id: str, data: NoteCreate) -> None:
     with write_session(ctx.sessions) as db:
         case = _case_record(db, case_id)
-        event = reports_service.add_note(db, case=case, text=data.text, actor=who.username)
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="report.note",
-            entity_type="report_case",
-            entity_id=str(case.id),
-            after={"event_id": str(event.id), "length": len(data.text)},
-        )
+        actions.add_note(db, case=case, text=data.text, actor=actor_of(request, who))
 
 
 @router.post(BASE + "/{case_id}/notes")
@@ -908,19 +845,11 @@ def _notify(
     with write_session(ctx.sessions) as db:
         case = _case_record(db, case_id)
         try:
-            reports_service.request_notification(
-                db, case=case, actor=who.username, message=data.message
+            actions.request_notification(
+                db, case=case, message=data.message, actor=actor_of(request, who)
             )
         except reports_service.ReportsRejected as exc:
             return exc.message
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="report.notify.request",
-            entity_type="report_case",
-            entity_id=str(case.id),
-            after={"message": data.message},
-        )
         return None
 
 
@@ -942,14 +871,7 @@ async def case_notify(request: Request, who: Who, ctx: Ctx, case_id: str) -> Res
 def _reanalyse(ctx: AppContext, request: Request, who: Caller, case_id: str) -> None:
     with write_session(ctx.sessions) as db:
         case = _case_record(db, case_id)
-        reports_service.reanalyse(db, case=case, actor=who.username)
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="report.reanalyse",
-            entity_type="report_case",
-            entity_id=str(case.id),
-        )
+        actions.reanalyse(db, case=case, actor=actor_of(request, who))
 
 
 @router.post(BASE + "/{case_id}/reanalyse")
