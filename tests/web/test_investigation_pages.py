@@ -537,6 +537,14 @@ def test_stop_and_duplicate(client: TestClient) -> None:
     operations = _operations(client)
     assert "investigation.stop" in operations
     assert "investigation.duplicate" in operations
+    with client.app.state.ctx.sessions.begin() as session:  # type: ignore[attr-defined]
+        entries = audit_service.list_entries(session, limit=200).items
+    [stop] = [e for e in entries if e.operation == "investigation.stop"]
+    # The status it had, not the one it was given: read before the stop.
+    assert stop.before is not None
+    assert stop.after is not None
+    assert stop.before["status"] != stop.after["status"]
+    assert stop.role == "analyst"
 
 
 # CSRF, roles, escaping --------------------------------------------------------------------------

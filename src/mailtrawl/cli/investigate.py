@@ -324,8 +324,9 @@ def _run(
 ) -> None:
     from pydantic import ValidationError
 
+    from mailtrawl.audit.service import Actor
     from mailtrawl.configurations.service import ConfigurationNotFound
-    from mailtrawl.investigations import service
+    from mailtrawl.investigations import actions, service
     from mailtrawl.investigations.query import QueryError
     from mailtrawl.investigations.schemas import InvestigationCreate
 
@@ -345,22 +346,12 @@ def _run(
             fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
         with write_session(store.sessions) as session:
             try:
-                record = service.create_investigation(session, data=data, actor="cli")
+                record = actions.create(session, data=data, actor=Actor(cli_actor()))
             except QueryError as exc:
                 fail(_query_errors(exc))
             except (ConfigurationNotFound, service.InvalidDuration) as exc:
                 fail(exc.message)
             investigation_id = record.id
-            from mailtrawl.audit.service import record as audit_record
-
-            audit_record(
-                session,
-                actor=cli_actor(),
-                operation="investigation.create",
-                entity_type="investigation",
-                entity_id=str(record.id),
-                after=service.to_view(record).model_dump(mode="json"),
-            )
         if background:
             typer.echo(str(investigation_id))
             return
@@ -614,23 +605,12 @@ def results_cmd(
 @investigations_app.command("stop")
 def stop_cmd(investigation: str = typer.Argument(..., help="The investigation id.")) -> None:
     """Stop it now: no further mailbox is read."""
-    from mailtrawl.investigations import service
+    from mailtrawl.audit.service import Actor
+    from mailtrawl.investigations import actions
 
     with open_store() as store, write_session(store.sessions) as session:
         record = _get(session, investigation)
-        before = record.status
-        record = service.stop_investigation(session, ref=record.id)
-        from mailtrawl.audit.service import record as audit_record
-
-        audit_record(
-            session,
-            actor=cli_actor(),
-            operation="investigation.stop",
-            entity_type="investigation",
-            entity_id=str(record.id),
-            before={"status": before},
-            after={"status": record.status},
-        )
+        record = actions.stop(session, ref=record.id, actor=Actor(cli_actor()))
         typer.echo(f"{record.id} {record.status}")
 
 

@@ -11,9 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from mailtrawl.accounts.models import Role
-from mailtrawl.audit import service as audit
 from mailtrawl.configurations.service import ConfigurationNotFound
-from mailtrawl.investigations import service
+from mailtrawl.investigations import actions, service
 from mailtrawl.investigations.query import QueryError, query_schema
 from mailtrawl.investigations.schemas import (
     CampaignView,
@@ -25,7 +24,7 @@ from mailtrawl.investigations.schemas import (
     MailboxView,
     Page,
 )
-from mailtrawl.web.deps import AppContext, Caller, audit_fields, context, db_session, require
+from mailtrawl.web.deps import AppContext, Caller, actor_of, context, db_session, require
 
 router = APIRouter(prefix="/investigations", tags=["investigations"])
 
@@ -100,7 +99,7 @@ def create(
 ) -> InvestigationView:
     """Start an investigation; it runs in the background (poll GET /{id} for progress)."""
     try:
-        record = service.create_investigation(db, data=data, actor=who.token_name)
+        record = actions.create(db, data=data, actor=actor_of(request, who))
     except QueryError as exc:
         raise _query_problem(exc) from None
     except ConfigurationNotFound as exc:
@@ -115,14 +114,6 @@ def create(
             [{"loc": ["body", field], "msg": exc.message, "type": "value_error"}],
         ) from None
     view = service.to_view(record)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="investigation.create",
-        entity_type="investigation",
-        entity_id=str(record.id),
-        after=view.model_dump(mode="json"),
-    )
     db.commit()  # the worker must see the job before it is woken
     _wake(ctx)
     return view
@@ -221,20 +212,10 @@ def stop(
     request: Request,
 ) -> InvestigationView:
     try:
-        before = service.to_view(service.get_investigation(db, ref=investigation_id))
-        view = service.to_view(service.stop_investigation(db, ref=investigation_id))
+        record = actions.stop(db, ref=investigation_id, actor=actor_of(request, who))
     except service.InvestigationNotFound as exc:
         raise _not_found(exc) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="investigation.stop",
-        entity_type="investigation",
-        entity_id=str(view.id),
-        before={"status": before.status},
-        after={"status": view.status},
-    )
-    return view
+    return service.to_view(record)
 
 
 @router.post("/{investigation_id}/duplicate", status_code=status.HTTP_202_ACCEPTED)
@@ -248,20 +229,15 @@ def duplicate(
 ) -> InvestigationView:
     """Run the same query over the same scope again, as a new investigation."""
     try:
-        record = service.duplicate_investigation(
-            db, ref=investigation_id, actor=who.token_name, name=data.name if data else None
+        record = actions.duplicate(
+            db,
+            ref=investigation_id,
+            actor=actor_of(request, who),
+            name=data.name if data else None,
         )
     except service.InvestigationNotFound as exc:
         raise _not_found(exc) from None
     view = service.to_view(record)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="investigation.duplicate",
-        entity_type="investigation",
-        entity_id=str(record.id),
-        after={**view.model_dump(mode="json"), "duplicated_from": investigation_id},
-    )
     db.commit()  # the worker must see the job before it is woken
     _wake(ctx)
     return view

@@ -32,6 +32,7 @@ from mailtrawl.configurations.connection import open_provider
 from mailtrawl.configurations.service import credential_of
 from mailtrawl.core.mail import FetchedMessage, MailboxRef, MessageParts, MessageRef
 from mailtrawl.errors import MailtrawlError, NotFound, ProviderError
+from mailtrawl.investigations import actions as audited_investigations
 from mailtrawl.investigations import service as investigations_service
 from mailtrawl.investigations.models import (
     FINISHED,
@@ -592,7 +593,7 @@ def _create_investigation(
         return None
     with write_session(ctx.sessions) as db:
         try:
-            record = investigations_service.create_investigation(db, data=data, actor=who.username)
+            record = audited_investigations.create(db, data=data, actor=actor_of(request, who))
         except QueryError as exc:
             for problem in exc.errors:
                 values.fail("query", str(problem))
@@ -603,17 +604,6 @@ def _create_investigation(
         except investigations_service.InvalidDuration as exc:
             values.fail("action" if "action" in exc.message else "duration", exc.message)
             return None
-        audit_service.record(
-            db,
-            actor=who.username,
-            role=who.role.value,
-            source_ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
-            operation="investigation.create",
-            entity_type="investigation",
-            entity_id=str(record.id),
-            after=investigations_service.to_view(record).model_dump(mode="json"),
-        )
         return str(record.id)
 
 
@@ -1038,20 +1028,8 @@ async def hit_preview_body(
 
 def _stop(ctx: AppContext, request: Request, who: Caller, investigation_id: str) -> None:
     with write_session(ctx.sessions) as db:
-        before = _investigation(db, investigation_id)
-        record = investigations_service.stop_investigation(db, ref=before.id)
-        audit_service.record(
-            db,
-            actor=who.username,
-            role=who.role.value,
-            source_ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
-            operation="investigation.stop",
-            entity_type="investigation",
-            entity_id=str(record.id),
-            before={"status": before.status},
-            after={"status": record.status},
-        )
+        found = _investigation(db, investigation_id)
+        audited_investigations.stop(db, ref=found.id, actor=actor_of(request, who))
 
 
 @router.post("/investigations/{investigation_id}/stop")
@@ -1070,23 +1048,11 @@ def _duplicate(ctx: AppContext, request: Request, who: Caller, investigation_id:
     with write_session(ctx.sessions) as db:
         source = _investigation(db, investigation_id)
         try:
-            record = investigations_service.duplicate_investigation(
-                db, ref=source.id, actor=who.username
+            record = audited_investigations.duplicate(
+                db, ref=source.id, actor=actor_of(request, who)
             )
         except MailtrawlError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
-        view = investigations_service.to_view(record)
-        audit_service.record(
-            db,
-            actor=who.username,
-            role=who.role.value,
-            source_ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
-            operation="investigation.duplicate",
-            entity_type="investigation",
-            entity_id=str(record.id),
-            after={**view.model_dump(mode="json"), "duplicated_from": str(source.id)},
-        )
         return str(record.id)
 
 
