@@ -8,15 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from sqlalchemy.orm import Session
 
 from mailtrawl.accounts.models import Role
-from mailtrawl.audit import service as audit
-from mailtrawl.configurations import service
+from mailtrawl.configurations import actions, service
 from mailtrawl.configurations.schemas import (
     ConfigurationCreate,
     ConfigurationUpdate,
     ConfigurationView,
 )
-from mailtrawl.errors import ConfigError
-from mailtrawl.web.deps import AppContext, Caller, audit_fields, context, db_session, require
+from mailtrawl.errors import ConfigError, MailtrawlError
+from mailtrawl.web.deps import AppContext, Caller, actor_of, context, db_session, require
 
 router = APIRouter(prefix="/mail-configurations", tags=["mail configurations"])
 
@@ -24,8 +23,6 @@ Db = Annotated[Session, Depends(db_session)]
 Ctx = Annotated[AppContext, Depends(context)]
 # Before `db_session` in every writing route: its dependency may write (token last use).
 Admin = Annotated[Caller, require(Role.ADMIN)]
-
-ENTITY = "mail_configuration"
 
 
 def _unprocessable(field: str, error: ConfigError) -> HTTPException:
@@ -42,21 +39,12 @@ def create(
 ) -> ConfigurationView:
     """Add a configuration. The credential is encrypted at once and never returned."""
     try:
-        record = service.create_configuration(db, box=ctx.box, data=data)
+        record = actions.create(db, box=ctx.box, data=data, actor=actor_of(request, who))
     except service.ConfigurationExists as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
     except ConfigError as exc:
         raise _unprocessable("credential", exc) from None
-    view = service.to_view(record)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="configuration.create",
-        entity_type=ENTITY,
-        entity_id=str(record.id),
-        after=view.model_dump(mode="json"),
-    )
-    return view
+    return service.to_view(record)
 
 
 @router.get("", dependencies=[require(Role.VIEWER)])
@@ -78,18 +66,8 @@ def update(
     who: Admin, ref: str, data: ConfigurationUpdate, db: Db, ctx: Ctx, request: Request
 ) -> ConfigurationView:
     try:
-        before = service.to_view(service.get_configuration(db, ref=ref))
-        view = service.to_view(service.update_configuration(db, box=ctx.box, ref=ref, data=data))
-        audit.record(
-            db,
-            **audit_fields(request, who),
-            operation="configuration.update",
-            entity_type=ENTITY,
-            entity_id=str(view.id),
-            before=before.model_dump(mode="json"),
-            after=view.model_dump(mode="json"),
-        )
-        return view
+        record = actions.update(db, box=ctx.box, ref=ref, data=data, actor=actor_of(request, who))
+        return service.to_view(record)
     except service.ConfigurationNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
     except service.ConfigurationExists as exc:
@@ -101,41 +79,28 @@ def update(
 @router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT)
 def delete(who: Admin, ref: str, db: Db, request: Request) -> Response:
     try:
-        before = service.to_view(service.get_configuration(db, ref=ref))
-        service.delete_configuration(db, ref=ref)
+        actions.delete(db, ref=ref, actor=actor_of(request, who))
     except service.ConfigurationNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="configuration.delete",
-        entity_type=ENTITY,
-        entity_id=str(before.id),
-        before=before.model_dump(mode="json"),
-    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{ref}/test")
 async def run_test(who: Admin, ref: str, ctx: Ctx, request: Request) -> ConfigurationView:
-    """Run the connection test now; answers the configuration with each check's result and fix."""
-    from mailtrawl.configurations.connection import run_connection_test
+    """Run the connection test now; answers the configuration with each check's result and fix.
 
+    A test that cannot run at all is audited as failed, then answered as the error it is.
+    """
+    failure: MailtrawlError
     with ctx.sessions.begin() as db:
         try:
-            record = await service.test_configuration(
-                db, box=ctx.box, ref=ref, runner=run_connection_test
+            record = await actions.test_connection(
+                db, box=ctx.box, ref=ref, settings=ctx.settings, actor=actor_of(request, who)
             )
         except service.ConfigurationNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
-        view = service.to_view(record)
-        audit.record(
-            db,
-            **audit_fields(request, who),
-            operation="configuration.test",
-            entity_type=ENTITY,
-            entity_id=str(record.id),
-            after={"status": record.status},
-            outcome="ok" if record.status == "ok" else f"failed: connection test {record.status}",
-        )
-        return view
+        except MailtrawlError as exc:
+            failure = exc  # raised once the audit entry is committed
+        else:
+            return service.to_view(record)
+    raise failure

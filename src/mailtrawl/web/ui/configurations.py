@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
-from mailtrawl.audit import service as audit_service
+from mailtrawl.configurations import actions as configuration_actions
 from mailtrawl.configurations import service as configurations_service
 from mailtrawl.configurations.schemas import (
     ConfigurationCreate,
@@ -35,7 +35,7 @@ from mailtrawl.errors import ConfigError, MailtrawlError
 from mailtrawl.providers.graph.auth import ClientCertificate
 from mailtrawl.storage.engine import write_session
 from mailtrawl.storage.secrets import MASK
-from mailtrawl.web.deps import AppContext, Caller, audit_fields, context, db_session
+from mailtrawl.web.deps import AppContext, Caller, actor_of, context, db_session
 from mailtrawl.web.ui.auth import Who, same_origin
 from mailtrawl.web.ui.forms import MAX_FIELDS, MAX_FORM_BYTES, field, read_form
 from mailtrawl.web.ui.layout import page
@@ -46,7 +46,6 @@ router = APIRouter(include_in_schema=False)
 Db = Annotated[Session, Depends(db_session)]
 Ctx = Annotated[AppContext, Depends(context)]
 
-ENTITY = "mail_configuration"
 BASE = "/configurations"
 
 # (key, label, available now)
@@ -418,34 +417,15 @@ def _form_page(
 
 async def _test(ctx: AppContext, request: Request, who: Caller, ref: str) -> str | None:
     """Run the connection test, store and audit its result; a sentence when it could not run."""
-    from mailtrawl.configurations.connection import connection_test
-
     with ctx.sessions.begin() as db:
         try:
-            record = await configurations_service.test_configuration(
-                db, box=ctx.box, ref=ref, runner=connection_test(ctx.settings)
+            await configuration_actions.test_connection(
+                db, box=ctx.box, ref=ref, settings=ctx.settings, actor=actor_of(request, who)
             )
         except configurations_service.ConfigurationNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
         except MailtrawlError as exc:
-            audit_service.record(
-                db,
-                **audit_fields(request, who),
-                operation="configuration.test",
-                entity_type=ENTITY,
-                entity_id=ref,
-                outcome=f"failed: {exc.message}",
-            )
-            return exc.message
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="configuration.test",
-            entity_type=ENTITY,
-            entity_id=str(record.id),
-            after={"status": record.status},
-            outcome="ok" if record.status == "ok" else f"failed: connection test {record.status}",
-        )
+            return exc.message  # audited as failed; committed with the session
     return None
 
 
@@ -506,20 +486,13 @@ def _create(
         return None, errors
     with write_session(ctx.sessions) as db:
         try:
-            record = configurations_service.create_configuration(db, box=ctx.box, data=data)
+            record = configuration_actions.create(
+                db, box=ctx.box, data=data, actor=actor_of(request, who)
+            )
         except configurations_service.ConfigurationExists as exc:
             return None, {"name": [exc.message]}
         except ConfigError as exc:
             return None, {_credential_error_field(values): [exc.message]}
-        view = configurations_service.to_view(record)
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="configuration.create",
-            entity_type=ENTITY,
-            entity_id=str(record.id),
-            after=view.model_dump(mode="json"),
-        )
         return str(record.id), {}
 
 
@@ -641,8 +614,12 @@ def _update(
         if not changes:
             return before, "unchanged", {}
         try:
-            record = configurations_service.update_configuration(
-                db, box=ctx.box, ref=before.id, data=ConfigurationUpdate.model_validate(changes)
+            record = configuration_actions.update(
+                db,
+                box=ctx.box,
+                ref=before.id,
+                data=ConfigurationUpdate.model_validate(changes),
+                actor=actor_of(request, who),
             )
         except configurations_service.ConfigurationExists as exc:
             db.rollback()
@@ -653,17 +630,7 @@ def _update(
         except MailtrawlError as exc:
             db.rollback()
             return before, None, {"cloud": [exc.message]}
-        after = configurations_service.to_view(record)
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="configuration.update",
-            entity_type=ENTITY,
-            entity_id=str(after.id),
-            before=before.model_dump(mode="json"),
-            after=after.model_dump(mode="json"),
-        )
-        return after, "saved", {}
+        return configurations_service.to_view(record), "saved", {}
 
 
 @router.post(BASE + "/{ref}/edit")
@@ -699,16 +666,8 @@ def remove_configuration_page(request: Request, who: Who, db: Db, ref: str) -> H
 
 def _delete(ctx: AppContext, request: Request, who: Caller, ref: str) -> None:
     with write_session(ctx.sessions) as db:
-        before = _view(db, ref)
-        configurations_service.delete_configuration(db, ref=before.id)
-        audit_service.record(
-            db,
-            **audit_fields(request, who),
-            operation="configuration.delete",
-            entity_type=ENTITY,
-            entity_id=str(before.id),
-            before=before.model_dump(mode="json"),
-        )
+        found = _view(db, ref)
+        configuration_actions.delete(db, ref=found.id, actor=actor_of(request, who))
 
 
 @router.post(BASE + "/{ref}/remove")
