@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailtrawl.accounts import service
+from mailtrawl.accounts import actions, service
 from mailtrawl.accounts.errors import (
     LastAdmin,
     LoginRefused,
@@ -59,6 +59,7 @@ from mailtrawl.errors import NotFound
 from mailtrawl.web.deps import (
     AppContext,
     Caller,
+    actor_of,
     audit_fields,
     caller,
     context,
@@ -223,36 +224,21 @@ def change_password(who: Anyone, data: PasswordChange, request: Request, db: Db)
             "This API token belongs to no user, so it has no password to change.",
         )
     try:
-        service.change_password(
+        actions.change_password(
             db,
             user_id=who.user_id,
             current=data.current,
             new=data.new,
-            source_ip=_source_ip(request),
             keep_session_id=who.session_id,
+            actor=actor_of(request, who),
         )
     except LoginThrottled as exc:
         return _throttled(exc)
     except WrongPassword as exc:
-        audit.record(
-            db,
-            **audit_fields(request, who),
-            operation="auth.password_change",
-            entity_type="user",
-            entity_id=str(who.user_id),
-            outcome="refused: wrong current password",
-        )
-        # Returned, not raised: the failed attempt must commit (it counts towards throttling).
+        # Audited as refused. Returned, not raised: the failed attempt must commit (it counts towards throttling).
         return JSONResponse({"detail": exc.message}, status_code=status.HTTP_403_FORBIDDEN)
     except PasswordRejected as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="auth.password_change",
-        entity_type="user",
-        entity_id=str(who.user_id),
-    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -269,27 +255,19 @@ def list_users(db: Db) -> list[UserView]:
 def create_user(who: Admin, data: UserCreate, request: Request, db: Db) -> UserView:
     """Add a user with an initial password (they can change it after signing in)."""
     try:
-        user = service.create_user(
+        user = actions.create_user(
             db,
             username=data.username,
             password=data.password,
             role=Role(data.role),
             display_name=data.display_name,
+            actor=actor_of(request, who),
         )
     except (UsernameRejected, PasswordRejected) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message) from None
     except UserExists as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
-    view = UserView.of(user)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="user.create",
-        entity_type="user",
-        entity_id=str(user.id),
-        after=view.model_dump(mode="json"),
-    )
-    return view
+    return UserView.of(user)
 
 
 @users_router.patch("/{user_id}")
@@ -350,24 +328,17 @@ def create_token(who: Admin, data: TokenCreate, request: Request, db: Db) -> Tok
     disabled and never acts above their role."""
     owner = db.get(User, who.user_id) if who.user_id is not None else None
     try:
-        issued = service.create_token(
+        issued = actions.create_token(
             db,
             name=data.name,
             role=Role(data.role),
             expires_in=timedelta(days=data.expires_days) if data.expires_days else None,
             owner=owner,
+            actor=actor_of(request, who),
         )
     except RoleTooHigh as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message) from None
     view = TokenView.of(issued.record, owner.username if owner is not None else None)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="token.create",
-        entity_type="api_token",
-        entity_id=str(issued.record.id),
-        after=view.model_dump(mode="json"),
-    )
     return TokenIssued(**view.model_dump(), token=issued.token)
 
 
@@ -375,17 +346,9 @@ def create_token(who: Admin, data: TokenCreate, request: Request, db: Db) -> Tok
 def revoke_token(who: Admin, token_id: uuid.UUID, request: Request, db: Db) -> Response:
     """Revoke a token at once."""
     try:
-        record = service.revoke_token(db, token_id=token_id)
+        actions.revoke_token(db, token_id=token_id, actor=actor_of(request, who))
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="token.revoke",
-        entity_type="api_token",
-        entity_id=str(record.id),
-        after={"name": record.name, "revoked_at": record.revoked_at},
-    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

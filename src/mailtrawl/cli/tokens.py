@@ -24,7 +24,8 @@ def create(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Create a token and print it once; only its hash is kept."""
-    from mailtrawl.accounts.service import create_token
+    from mailtrawl.accounts.actions import create_token
+    from mailtrawl.audit.service import Actor
 
     with open_store() as store, write_session(store.sessions) as session:
         issued = create_token(
@@ -32,6 +33,7 @@ def create(
             name=name,
             role=role,
             expires_in=timedelta(days=expires_days) if expires_days else None,
+            actor=Actor(cli_actor()),
         )
         info = {
             "id": str(issued.record.id),
@@ -40,17 +42,6 @@ def create(
             "token": issued.token,
             "expires_at": issued.record.expires_at,
         }
-        public = {k: v for k, v in info.items() if k != "token"}
-        from mailtrawl.audit.service import record as audit_record
-
-        audit_record(
-            session,
-            actor=cli_actor(),
-            operation="token.create",
-            entity_type="api_token",
-            entity_id=str(issued.record.id),
-            after={**public, "prefix": issued.record.prefix},
-        )
     if as_json:
         echo_json(info)
     else:
@@ -91,7 +82,8 @@ def revoke(
     token_id: str = typer.Argument(..., help="The token's id (from `tokens list`)."),
 ) -> None:
     """Revoke a token at once."""
-    from mailtrawl.accounts.service import revoke_token
+    from mailtrawl.accounts.actions import revoke_token
+    from mailtrawl.audit.service import Actor
     from mailtrawl.errors import NotFound
 
     try:
@@ -100,17 +92,7 @@ def revoke(
         fail(f"'{token_id}' is not a token id; `mailtrawl tokens list` shows them.")
     with open_store() as store, write_session(store.sessions) as session:
         try:
-            record = revoke_token(session, token_id=parsed)
+            revoke_token(session, token_id=parsed, actor=Actor(cli_actor()))
         except NotFound:
             fail(f"No API token with id {token_id}.")
-        from mailtrawl.audit.service import record as audit_record
-
-        audit_record(
-            session,
-            actor=cli_actor(),
-            operation="token.revoke",
-            entity_type="api_token",
-            entity_id=str(record.id),
-            after={"name": record.name, "revoked_at": record.revoked_at},
-        )
     typer.echo(f"Revoked {token_id}.")

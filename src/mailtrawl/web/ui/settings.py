@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from mailtrawl.accounts import actions as account_actions
 from mailtrawl.accounts import service as accounts
 from mailtrawl.accounts.errors import (
     AccountError,
@@ -43,7 +44,7 @@ from mailtrawl.errors import NotFound
 from mailtrawl.remediation.notice import DEFAULT_NOTICE_BODY, DEFAULT_NOTICE_SUBJECT, PLACEHOLDERS
 from mailtrawl.settings_store import service as settings_store
 from mailtrawl.storage.engine import write_session
-from mailtrawl.web.deps import AppContext, Caller, audit_fields, context
+from mailtrawl.web.deps import AppContext, Caller, actor_of, audit_fields, context
 from mailtrawl.web.ui.auth import Who, same_origin
 from mailtrawl.web.ui.forms import field, read_form
 from mailtrawl.web.ui.layout import page
@@ -198,36 +199,21 @@ def _change_password(
     assert who.user_id is not None
     with write_session(ctx.sessions) as db:
         try:
-            accounts.change_password(
+            account_actions.change_password(
                 db,
                 user_id=who.user_id,
                 current=current,
                 new=new,
-                source_ip=request.client.host if request.client else None,
                 keep_session_id=who.session_id,
+                actor=actor_of(request, who),
             )
         except LoginThrottled as exc:
             return {"current_password": exc.message}
         except WrongPassword as exc:
-            # Committed, not rolled back: the failed attempt counts towards throttling.
-            audit.record(
-                db,
-                **audit_fields(request, who),
-                operation="auth.password_change",
-                entity_type="user",
-                entity_id=str(who.user_id),
-                outcome="refused: wrong current password",
-            )
+            # Audited as refused and committed: the failed attempt counts towards throttling.
             return {"current_password": exc.message}
         except PasswordRejected as exc:
             return {"new_password": exc.message}
-        audit.record(
-            db,
-            **audit_fields(request, who),
-            operation="auth.password_change",
-            entity_type="user",
-            entity_id=str(who.user_id),
-        )
     return {}
 
 
@@ -296,25 +282,18 @@ def _create_user(
     """{} when the user was created, else what is wrong by field."""
     with write_session(ctx.sessions) as db:
         try:
-            user = accounts.create_user(
+            account_actions.create_user(
                 db,
                 username=values["username"],
                 password=password,
                 role=values["role"],
                 display_name=values["display_name"],
+                actor=actor_of(request, who),
             )
         except (UsernameRejected, UserExists) as exc:
             return {"username": exc.message}
         except PasswordRejected as exc:
             return {"password": exc.message}
-        audit.record(
-            db,
-            **audit_fields(request, who),
-            operation="user.create",
-            entity_type="user",
-            entity_id=str(user.id),
-            after=UserView.of(user).model_dump(mode="json"),
-        )
     return {}
 
 
@@ -438,24 +417,17 @@ def _create_token(
     with write_session(ctx.sessions) as db:
         owner = db.get(User, who.user_id) if who.user_id is not None else None
         try:
-            issued = accounts.create_token(
+            issued = account_actions.create_token(
                 db,
                 name=data.name,
                 role=Role(data.role),
                 expires_in=timedelta(days=data.expires_days) if data.expires_days else None,
                 owner=owner,
+                actor=actor_of(request, who),
             )
         except RoleTooHigh as exc:
             return {"role": exc.message}
         view = TokenView.of(issued.record, owner.username if owner is not None else None)
-        audit.record(
-            db,
-            **audit_fields(request, who),
-            operation="token.create",
-            entity_type="api_token",
-            entity_id=str(issued.record.id),
-            after=view.model_dump(mode="json"),
-        )
         return TokenIssued(**view.model_dump(), token=issued.token)
 
 
@@ -503,17 +475,9 @@ async def create_token(request: Request, who: Who, ctx: Ctx) -> Response:
 def _revoke_token(ctx: AppContext, request: Request, who: Caller, token_id: uuid.UUID) -> None:
     with write_session(ctx.sessions) as db:
         try:
-            record = accounts.revoke_token(db, token_id=token_id)
+            account_actions.revoke_token(db, token_id=token_id, actor=actor_of(request, who))
         except NotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, exc.message) from None
-        audit.record(
-            db,
-            **audit_fields(request, who),
-            operation="token.revoke",
-            entity_type="api_token",
-            entity_id=str(record.id),
-            after={"name": record.name, "revoked_at": record.revoked_at},
-        )
 
 
 @router.post(f"{SETTINGS_PATH}/tokens/{{token_id}}/revoke")
