@@ -223,6 +223,26 @@ def watched() -> Watched:
     return Watched()
 
 
+@pytest.fixture(autouse=True)
+def _no_watch_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop what a test left watching (a report's automatic investigation is active for 24 h).
+
+    The server lives for the whole session and shares this worker's emulator: a watch left
+    running would keep reading mailboxes while later tests count the emulator's requests.
+    """
+    yield
+    if "server" not in request.fixturenames:
+        return
+    server: Server = request.getfixturevalue("server")
+    with server.api() as api:
+        listed = api.get("/investigations", params={"limit": 500})
+        assert listed.status_code == 200, listed.text
+        for item in listed.json()["items"]:
+            if (item.get("watch") or {}).get("state") == "active":
+                stopped = api.post(f"/investigations/{item['id']}/stop")
+                assert stopped.status_code == 200, stopped.text
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
