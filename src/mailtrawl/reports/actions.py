@@ -1,4 +1,4 @@
-"""What people do to reported emails, each written to the audit log in one place.
+"""What people do to reported emails and their settings, each audited in one place.
 
 The API, the dashboard and the CLI call these rather than `service` directly, so an
 operation is recorded the same way whichever interface asked for it. Each runs in the
@@ -21,9 +21,13 @@ from mailtrawl.reports.models import ReporterToken as ReporterTokenRecord
 from mailtrawl.reports.schemas import (
     CaseUpdate,
     ClusterAction,
+    IntelListView,
     IssuedReporterToken,
+    SettingsUpdate,
     VerdictChange,
+    YaraRuleView,
 )
+from mailtrawl.reports.settings import update_report_settings
 from mailtrawl.storage.secrets import SecretBox
 
 CASE = "report_case"
@@ -241,3 +245,99 @@ def revoke_reporter_token(session: Session, *, ref: str, actor: Actor) -> Report
         after={"name": record.name},
     )
     return record
+
+
+# Administration ------------------------------------------------------------------------------
+
+
+def update_settings(
+    session: Session, *, box: SecretBox, data: SettingsUpdate, actor: Actor
+) -> None:
+    """Change report settings (`report.settings`; secrets logged as hints only)."""
+    before, after = update_report_settings(session, box=box, data=data, actor=actor.name)
+    audit.record(
+        session,
+        **actor.audit_fields(),
+        operation="report.settings",
+        entity_type="report_settings",
+        entity_id="reports",
+        before=before,
+        after=after,
+    )
+
+
+def save_template(
+    session: Session, *, verdict: str, subject: str, body: str, actor: Actor
+) -> service.Change:
+    """Store a notification template (`report.template.save`)."""
+    change = service.save_template(
+        session, verdict=verdict, subject=subject, body=body, actor=actor.name
+    )
+    audit.record(
+        session,
+        **actor.audit_fields(),
+        operation="report.template.save",
+        entity_type="report_template",
+        entity_id=verdict,
+        before=change.before,
+        after=change.after,
+    )
+    return change
+
+
+def delete_template(session: Session, *, verdict: str, actor: Actor) -> service.Change:
+    """Remove a notification template (`report.template.delete`)."""
+    change = service.delete_template(session, verdict=verdict)
+    audit.record(
+        session,
+        **actor.audit_fields(),
+        operation="report.template.delete",
+        entity_type="report_template",
+        entity_id=verdict,
+        before=change.before,
+    )
+    return change
+
+
+def delete_intel_list(session: Session, *, ref: str, actor: Actor) -> IntelListView:
+    """Remove a threat-intelligence list (`report.intel.delete`)."""
+    view = service.delete_intel_list(session, ref=ref)
+    audit.record(
+        session,
+        **actor.audit_fields(),
+        operation="report.intel.delete",
+        entity_type="report_intel_list",
+        entity_id=str(view.id),
+        before={"name": view.name},
+    )
+    return view
+
+
+def save_yara_rules(session: Session, *, name: str, source: str, actor: Actor) -> YaraRuleView:
+    """Store a rule set once it compiles (`report.yara.save`); raises YaraCompileError."""
+    view = service.yara_view(
+        service.save_yara_rules(session, name=name, source=source, actor=actor.name)
+    )
+    audit.record(
+        session,
+        **actor.audit_fields(),
+        operation="report.yara.save",
+        entity_type="report_yara_rules",
+        entity_id=str(view.id),
+        after={"name": view.name, "size": view.size},
+    )
+    return view
+
+
+def delete_yara_rules(session: Session, *, ref: str, actor: Actor) -> YaraRuleView:
+    """Remove a rule set (`report.yara.delete`)."""
+    view = service.delete_yara_rules(session, ref=ref)
+    audit.record(
+        session,
+        **actor.audit_fields(),
+        operation="report.yara.delete",
+        entity_type="report_yara_rules",
+        entity_id=str(view.id),
+        before={"name": view.name},
+    )
+    return view

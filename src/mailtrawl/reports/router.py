@@ -25,7 +25,6 @@ from mailtrawl.analysis.errors import ReportParseError, ReportTooLarge
 from mailtrawl.analysis.intel import IntelFormatError
 from mailtrawl.analysis.parsing import MAX_REPORT_BYTES
 from mailtrawl.analysis.yara_engine import YaraCompileError
-from mailtrawl.audit import service as audit
 from mailtrawl.audit.service import Actor
 from mailtrawl.reports import actions, service
 from mailtrawl.reports.intake import InvalidReporter
@@ -55,13 +54,12 @@ from mailtrawl.reports.schemas import (
     YaraRuleCreate,
     YaraRuleView,
 )
-from mailtrawl.reports.settings import ReportSettingsRejected, settings_view, update_report_settings
+from mailtrawl.reports.settings import ReportSettingsRejected, settings_view
 from mailtrawl.storage.engine import write_session
 from mailtrawl.web.deps import (
     AppContext,
     Caller,
     actor_of,
-    audit_fields,
     caller,
     context,
     db_session,
@@ -281,18 +279,9 @@ def patch_settings(
 ) -> SettingsView:
     """Change some settings; sections given are merged field by field."""
     try:
-        before, after = update_report_settings(db, box=ctx.box, data=data, actor=who.username)
+        actions.update_settings(db, box=ctx.box, data=data, actor=actor_of(request, who))
     except ReportSettingsRejected as exc:
         raise _unprocessable(exc.message) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.settings",
-        entity_type="report_settings",
-        entity_id="reports",
-        before=before,
-        after=after,
-    )
     return settings_view(db, ctx.box)
 
 
@@ -307,39 +296,26 @@ def put_template(
     who: Admin, verdict: str, data: TemplateUpdate, db: Db, request: Request
 ) -> list[TemplateView]:
     try:
-        change = service.save_template(
-            db, verdict=verdict, subject=data.subject, body=data.body, actor=who.username
+        actions.save_template(
+            db,
+            verdict=verdict,
+            subject=data.subject,
+            body=data.body,
+            actor=actor_of(request, who),
         )
     except service.ReportsNotFound as exc:
         raise _not_found(exc) from None
     except TemplateRejected as exc:
         raise _unprocessable(exc.message) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.template.save",
-        entity_type="report_template",
-        entity_id=verdict,
-        before=change.before,
-        after=change.after,
-    )
     return service.list_templates(db)
 
 
 @router.delete("/templates/{verdict}")
 def delete_template(who: Admin, verdict: str, db: Db, request: Request) -> list[TemplateView]:
     try:
-        change = service.delete_template(db, verdict=verdict)
+        actions.delete_template(db, verdict=verdict, actor=actor_of(request, who))
     except service.ReportsNotFound as exc:
         raise _not_found(exc) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.template.delete",
-        entity_type="report_template",
-        entity_id=verdict,
-        before=change.before,
-    )
     return service.list_templates(db)
 
 
@@ -402,18 +378,9 @@ async def post_intel_list(who: Admin, request: Request, ctx: Ctx) -> IntelListVi
 @router.delete("/intel-lists/{list_id}")
 def delete_intel_list(who: Admin, list_id: str, db: Db, request: Request) -> IntelListView:
     try:
-        view = service.delete_intel_list(db, ref=list_id)
+        return actions.delete_intel_list(db, ref=list_id, actor=actor_of(request, who))
     except service.ReportsNotFound as exc:
         raise _not_found(exc) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.intel.delete",
-        entity_type="report_intel_list",
-        entity_id=str(view.id),
-        before={"name": view.name},
-    )
-    return view
 
 
 @router.get("/yara-rules", dependencies=[require(Role.ADMIN)])
@@ -425,36 +392,19 @@ def get_yara_rules(db: Db) -> list[YaraRuleView]:
 def post_yara_rules(who: Admin, data: YaraRuleCreate, db: Db, request: Request) -> YaraRuleView:
     """Store a rule set (replacing one of the same name) once it compiles."""
     try:
-        record = service.save_yara_rules(db, name=data.name, source=data.source, actor=who.username)
+        return actions.save_yara_rules(
+            db, name=data.name, source=data.source, actor=actor_of(request, who)
+        )
     except YaraCompileError as exc:
         raise _unprocessable(str(exc)) from None
-    view = service.yara_view(record)
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.yara.save",
-        entity_type="report_yara_rules",
-        entity_id=str(record.id),
-        after={"name": view.name, "size": view.size},
-    )
-    return view
 
 
 @router.delete("/yara-rules/{rule_id}")
 def delete_yara_rules(who: Admin, rule_id: str, db: Db, request: Request) -> YaraRuleView:
     try:
-        view = service.delete_yara_rules(db, ref=rule_id)
+        return actions.delete_yara_rules(db, ref=rule_id, actor=actor_of(request, who))
     except service.ReportsNotFound as exc:
         raise _not_found(exc) from None
-    audit.record(
-        db,
-        **audit_fields(request, who),
-        operation="report.yara.delete",
-        entity_type="report_yara_rules",
-        entity_id=str(view.id),
-        before={"name": view.name},
-    )
-    return view
 
 
 @router.get("/reporter-tokens", dependencies=[require(Role.ADMIN)])
