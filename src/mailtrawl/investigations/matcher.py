@@ -195,8 +195,9 @@ def _address_matches(addresses: Iterable[EmailAddress], wanted: tuple[str, ...])
 class KeywordPool:
     """The body keywords of one or many hunts, compiled into one multi-pattern matcher.
 
-    Hunts add their keywords, then the pool is compiled on first use; a message's findings
-    are kept on its view, so every hunt of the pool reads the same single scan.
+    Hunts add their keywords, then the pool is compiled (a bad keyword fails there, not
+    in the middle of a scan); a message's findings are kept on its view, so every hunt of
+    the pool reads the same single scan.
     """
 
     def __init__(self) -> None:
@@ -210,11 +211,15 @@ class KeywordPool:
         self._patterns.extend(values)
         return list(range(start, len(self._patterns)))
 
+    def compile(self) -> None:
+        if self._matcher is None:
+            self._matcher = LiteralMatcher(self._patterns, word_start=True)
+
     def found(self, view: MessageView) -> set[int]:
         """Ids of this pool's keywords in the message's text (scanned once per view)."""
         if self not in view._cache:
-            if self._matcher is None:
-                self._matcher = LiteralMatcher(self._patterns, word_start=True)
+            self.compile()
+            assert self._matcher is not None
             view._cache[self] = self._matcher.find(view.derived("text"))
         found: set[int] = view._cache[self]
         return found
@@ -223,7 +228,9 @@ class KeywordPool:
 def compile_hunts(hunts: Sequence[Hunt]) -> list[CompiledHunt]:
     """Hunts compiled to be evaluated together: one keyword scan per message serves all."""
     pool = KeywordPool()
-    return [CompiledHunt(hunt, keywords=pool) for hunt in hunts]
+    compiled = [CompiledHunt(hunt, keywords=pool) for hunt in hunts]
+    pool.compile()
+    return compiled
 
 
 class CompiledHunt:
@@ -231,7 +238,8 @@ class CompiledHunt:
 
     def __init__(self, hunt: Hunt, *, keywords: KeywordPool | None = None) -> None:
         self.hunt = hunt
-        self._keywords = keywords if keywords is not None else KeywordPool()
+        own_pool = keywords is None
+        self._keywords = KeywordPool() if keywords is None else keywords
         self._keyword_ids: dict[str, list[int]] = {}
         self._regexes: dict[str, list[Any]] = {}
         self._globs: dict[str, list[Any]] = {}
@@ -242,6 +250,8 @@ class CompiledHunt:
                 self._regexes[leaf.path] = [compile_regex(v) for v in leaf.values]
             elif leaf.field in ("attachment_name", "attachment_type"):
                 self._globs[leaf.path] = [compile_glob(v) for v in leaf.values]
+        if own_pool:
+            self._keywords.compile()
         self._root = _ordered(hunt.match) if hunt.match is not None else None
         self.needs_attachment_content = any(
             leaf.field == "attachment_hash" for leaf in leaves(hunt.match)

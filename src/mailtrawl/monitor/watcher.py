@@ -549,8 +549,8 @@ class Watcher:
         """
         if not watch.queries or not (outcome.removed or outcome.located):
             return
-        column = cast(Table, InvestigationHit.__table__).c
         hits = cast(Table, InvestigationHit.__table__)
+        column = hits.c
         removed = [
             {"k_mailbox": m, "k_message": i[:512], "k_folder": f} for m, i, f in outcome.removed
         ]
