@@ -76,6 +76,11 @@ class LiveWorker:
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.stop(), self.loop).result(30)
+        # A cancelled task may have left a database write running in the executor: wait for
+        # it (as asyncio.run does), so no connection outlives the store's engine.
+        asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(
+            30
+        )
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
